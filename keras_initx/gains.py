@@ -1,0 +1,168 @@
+"""Fans and gains: the one place that knows a kernel's fan-in/fan-out and an activation's gain.
+
+Everything here is plain Python on shapes and names (no tensors), so initializers, LSUV, the
+experiments and the diagnosis can all share it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+__all__ = ["calculate_gain", "compute_fans", "known_nonlinearities", "resolve_gain"]
+
+# torch.nn.init.calculate_gain's table, kept verbatim so a model ported from PyTorch gets the
+# same scale. Values are the recommended std multiplier for a unit-variance input.
+_TORCH_GAINS: dict[str, float] = {
+    "linear": 1.0,
+    "conv1d": 1.0,
+    "conv2d": 1.0,
+    "conv3d": 1.0,
+    "conv_transpose1d": 1.0,
+    "conv_transpose2d": 1.0,
+    "conv_transpose3d": 1.0,
+    "sigmoid": 1.0,
+    "tanh": 5.0 / 3.0,
+    "relu": math.sqrt(2.0),
+    "selu": 3.0 / 4.0,
+}
+
+# Keras activation names torch has no entry for. Each value is 1 / sqrt(E[f(z)^2]) for
+# z ~ N(0, 1): the rule that gives ReLU exactly sqrt(2) (He et al. 2015), i.e. the gain that keeps
+# the second moment of a layer's output at 1 for unit-variance pre-activations. Computed with
+# 200-point Gauss-Hermite quadrature; tests/test_gains.py recomputes them independently.
+_SECOND_MOMENT_GAINS: dict[str, float] = {
+    "gelu": 1.533530,
+    "silu": 1.676532,
+    "swish": 1.676532,
+    "elu": 1.245191,
+    "softsign": 2.337360,
+    "softplus": 1.041867,
+    "relu6": math.sqrt(2.0),
+    "mish": 1.486848,
+    "hard_silu": 1.736518,
+    "hard_swish": 1.736518,
+}
+
+_ALIASES = {"identity": "linear", "none": "linear", "leakyrelu": "leaky_relu"}
+
+_DEFAULT_LEAKY_SLOPE = 0.01  # torch's and Keras' LeakyReLU default negative slope
+
+
+def known_nonlinearities() -> list[str]:
+    """Sorted names accepted by `calculate_gain` (aliases included)."""
+    return sorted({*_TORCH_GAINS, *_SECOND_MOMENT_GAINS, "leaky_relu", *_ALIASES})
+
+
+def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
+    """Recommended gain (std multiplier) for an activation function.
+
+    The table is torch.nn.init.calculate_gain's for the names both libraries share, plus the Keras
+    activations torch lacks, whose gain is 1 / sqrt(E[f(z)^2]), z ~ N(0, 1) (the rule that yields
+    sqrt(2) for ReLU):
+
+    | nonlinearity                         | gain                          | source        |
+    | ------------------------------------ | ----------------------------- | ------------- |
+    | linear, identity, conv*, sigmoid     | 1                             | torch         |
+    | tanh                                 | 5/3                           | torch         |
+    | relu                                 | sqrt(2)                       | torch, He 2015|
+    | leaky_relu                           | sqrt(2 / (1 + slope^2)), 0.01 | torch         |
+    | selu                                 | 3/4                           | torch         |
+    | relu6                                | sqrt(2) (clip at 6 ~ never)   | second moment |
+    | gelu                                 | 1.5335                        | second moment |
+    | silu, swish                          | 1.6765                        | second moment |
+    | hard_silu, hard_swish                | 1.7365                        | second moment |
+    | mish                                 | 1.4868                        | second moment |
+    | elu (alpha=1)                        | 1.2452                        | second moment |
+    | softsign                             | 2.3374                        | second moment |
+    | softplus                             | 1.0419                        | second moment |
+
+    SELU's 3/4 is torch's choice for self-normalizing nets drawn with `kaiming_normal`-style
+    fan-in scaling; with Keras' `lecun_normal` (the SELU paper's init) use gain 1.
+
+    Args:
+        nonlinearity: activation name, case-insensitive (`known_nonlinearities()` lists them).
+        param: negative slope for `leaky_relu` (default 0.01); ignored otherwise.
+
+    Returns:
+        The gain as a Python float.
+
+    Example:
+        >>> calculate_gain("tanh")
+        1.6666666666666667
+        >>> calculate_gain("leaky_relu", 0.2)
+        1.3867504905630728
+    """
+    if not isinstance(nonlinearity, str):
+        raise TypeError(
+            "Invalid type for argument `nonlinearity`. "
+            f"Received: nonlinearity={nonlinearity!r} of type {type(nonlinearity).__name__}. "
+            "Expected a string such as 'relu'."
+        )
+    name = nonlinearity.strip().lower()
+    name = _ALIASES.get(name, name)
+    if name == "leaky_relu":
+        slope = _DEFAULT_LEAKY_SLOPE if param is None else param
+        if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not math.isfinite(slope):
+            raise ValueError(
+                "Invalid value for argument `param`. "
+                f"Received: param={param!r}. Expected a finite number (the negative slope)."
+            )
+        return math.sqrt(2.0 / (1.0 + slope**2))
+    if name in _TORCH_GAINS:
+        return _TORCH_GAINS[name]
+    if name in _SECOND_MOMENT_GAINS:
+        return _SECOND_MOMENT_GAINS[name]
+    raise ValueError(
+        "Invalid value for argument `nonlinearity`. "
+        f"Received: nonlinearity={nonlinearity!r}. "
+        f"Expected one of: {', '.join(known_nonlinearities())}."
+    )
+
+
+def resolve_gain(gain: float | str, argument: str = "gain") -> float:
+    """Turn a `gain` argument (a number or an activation name) into a validated float.
+
+    Raises `ValueError` naming `argument` for a negative, non-finite or unknown value, so that
+    initializers can call it from `__init__` and fail at construction.
+    """
+    if isinstance(gain, str):
+        try:
+            return calculate_gain(gain)
+        except ValueError:
+            raise ValueError(
+                f"Invalid value for argument `{argument}`. Received: {argument}={gain!r}. "
+                "Expected a non-negative number or an activation name, one of: "
+                f"{', '.join(known_nonlinearities())}."
+            ) from None
+    if isinstance(gain, bool) or not isinstance(gain, (int, float)):
+        raise TypeError(
+            f"Invalid type for argument `{argument}`. Received: {argument}={gain!r} of type "
+            f"{type(gain).__name__}. Expected a number or an activation name."
+        )
+    if not math.isfinite(gain) or gain < 0:
+        raise ValueError(
+            f"Invalid value for argument `{argument}`. Received: {argument}={gain!r}. "
+            "Expected a finite, non-negative number."
+        )
+    return float(gain)
+
+
+def compute_fans(shape: Sequence[int]) -> tuple[int, int]:
+    """Fan-in and fan-out of a kernel with Keras' convention (`(..., in, out)`).
+
+    For rank > 2 (convolution kernels `(*spatial, in, out)`) both fans are multiplied by the
+    receptive field size, as in `keras.src.initializers.random_initializers.compute_fans`; torch
+    stores weights as `(out, in, ...)`, so its fan code does not port as is.
+
+    Example:
+        >>> compute_fans((3, 3, 64, 128))
+        (576, 1152)
+    """
+    shape = tuple(int(d) for d in shape)
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    receptive_field = math.prod(shape[:-2])
+    return shape[-2] * receptive_field, shape[-1] * receptive_field
