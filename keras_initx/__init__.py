@@ -6,10 +6,30 @@ without `custom_objects`.
 """
 
 from keras_initx.gains import calculate_gain, compute_fans
+from keras_initx.initializers import (
+    INITIALIZERS,
+    DeltaOrthogonal,
+    LecunOneOverSqrtD,
+    OrthogonalGain,
+    SigmoidGlorotNormal,
+    SigmoidGlorotUniform,
+    Sparse,
+    list_initializers,
+    orthogonal_matrix,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "INITIALIZERS",
+    "DeltaOrthogonal",
+    "LecunOneOverSqrtD",
+    "OrthogonalGain",
+    "SigmoidGlorotNormal",
+    "SigmoidGlorotUniform",
+    "Sparse",
     "calculate_gain",
     "compute_fans",
+    "list_initializers",
+    "orthogonal_matrix",
 ]

@@ -30,18 +30,19 @@ _TORCH_GAINS: dict[str, float] = {
 # Keras activation names torch has no entry for. Each value is 1 / sqrt(E[f(z)^2]) for
 # z ~ N(0, 1): the rule that gives ReLU exactly sqrt(2) (He et al. 2015), i.e. the gain that keeps
 # the second moment of a layer's output at 1 for unit-variance pre-activations. Computed with
-# 200-point Gauss-Hermite quadrature; tests/test_gains.py recomputes them independently.
+# adaptive quadrature split at the kinks (scipy.integrate.quad); tests/test_gains.py recomputes
+# them independently with a fine trapezoid rule.
 _SECOND_MOMENT_GAINS: dict[str, float] = {
     "gelu": 1.533530,
     "silu": 1.676532,
     "swish": 1.676532,
-    "elu": 1.245191,
-    "softsign": 2.337360,
+    "elu": 1.245198,
+    "softsign": 2.337533,
     "softplus": 1.041867,
     "relu6": math.sqrt(2.0),
     "mish": 1.486848,
-    "hard_silu": 1.736518,
-    "hard_swish": 1.736518,
+    "hard_silu": 1.736657,
+    "hard_swish": 1.736657,
 }
 
 _ALIASES = {"identity": "linear", "none": "linear", "leakyrelu": "leaky_relu"}
@@ -71,10 +72,10 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     | relu6                                | sqrt(2) (clip at 6 ~ never)   | second moment |
     | gelu                                 | 1.5335                        | second moment |
     | silu, swish                          | 1.6765                        | second moment |
-    | hard_silu, hard_swish                | 1.7365                        | second moment |
+    | hard_silu, hard_swish                | 1.7367                        | second moment |
     | mish                                 | 1.4868                        | second moment |
     | elu (alpha=1)                        | 1.2452                        | second moment |
-    | softsign                             | 2.3374                        | second moment |
+    | softsign                             | 2.3375                        | second moment |
     | softplus                             | 1.0419                        | second moment |
 
     SELU's 3/4 is torch's choice for self-normalizing nets drawn with `kaiming_normal`-style
@@ -103,7 +104,8 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     name = _ALIASES.get(name, name)
     if name == "leaky_relu":
         slope = _DEFAULT_LEAKY_SLOPE if param is None else param
-        if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not math.isfinite(slope):
+        is_number = isinstance(slope, (int, float)) and not isinstance(slope, bool)
+        if not is_number or not math.isfinite(slope):
             raise ValueError(
                 "Invalid value for argument `param`. "
                 f"Received: param={param!r}. Expected a finite number (the negative slope)."

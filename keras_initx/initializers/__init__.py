@@ -1,0 +1,73 @@
+"""The initializer registry: every string name in one dict, registered with Keras on import.
+
+After `import keras_initx.initializers` (which `import keras_initx` does), each name below and
+each class name resolves in `keras.initializers.get(...)`, in layer arguments such as
+`Dense(kernel_initializer="sparse")`, and in dict configs such as
+`{"class_name": "orthogonal_gain", "config": {"gain": "relu"}}`. Saved models name the classes
+`keras_initx>ClassName` (`register_keras_serializable`), so they reload without custom_objects.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from keras_initx.initializers.delta_orthogonal import DeltaOrthogonal
+from keras_initx.initializers.orthogonal import OrthogonalGain, orthogonal_matrix
+from keras_initx.initializers.sparse import Sparse
+from keras_initx.initializers.uniform import (
+    LecunOneOverSqrtD,
+    SigmoidGlorotNormal,
+    SigmoidGlorotUniform,
+)
+
+__all__ = [
+    "INITIALIZERS",
+    "DeltaOrthogonal",
+    "LecunOneOverSqrtD",
+    "OrthogonalGain",
+    "SigmoidGlorotNormal",
+    "SigmoidGlorotUniform",
+    "Sparse",
+    "list_initializers",
+    "orthogonal_matrix",
+    "register",
+]
+
+# String name -> class. The first name of a class is its canonical name, later ones are aliases.
+# Descriptions come from each class docstring's first line.
+INITIALIZERS: dict[str, type[keras.initializers.Initializer]] = {
+    "lecun_1_over_sqrt_d": LecunOneOverSqrtD,
+    "pytorch_default": LecunOneOverSqrtD,
+    "sigmoid_glorot_uniform": SigmoidGlorotUniform,
+    "sigmoid_glorot_normal": SigmoidGlorotNormal,
+    "orthogonal_gain": OrthogonalGain,
+    "sparse": Sparse,
+    "delta_orthogonal": DeltaOrthogonal,
+}
+
+
+def list_initializers() -> dict[str, str]:
+    """Every registered string name with a one-line description, in registry order.
+
+    Example:
+        >>> list_initializers()["sparse"]
+        'Each output unit gets exactly k non-zero incoming weights from N(0, stddev^2), the rest 0.'
+    """
+    canonical: dict[type, str] = {}
+    described = {}
+    for name, cls in INITIALIZERS.items():
+        summary = cls.__doc__.strip().splitlines()[0]
+        first = canonical.setdefault(cls, name)
+        described[name] = summary if first == name else f"Alias of `{first}`: {summary}"
+    return described
+
+
+def register() -> None:
+    """Put every string name and class name into Keras' global custom objects (idempotent)."""
+    custom_objects = keras.saving.get_custom_objects()
+    for name, cls in INITIALIZERS.items():
+        custom_objects[name] = cls
+        custom_objects[cls.__name__] = cls
+
+
+register()

@@ -1,0 +1,68 @@
+"""Delta-orthogonal convolution kernels: an orthogonal channel mixer at the spatial centre."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_initx.initializers.orthogonal import OrthogonalGain, orthogonal_matrix
+
+__all__ = ["DeltaOrthogonal"]
+
+
+@keras.saving.register_keras_serializable(package="keras_initx")
+class DeltaOrthogonal(OrthogonalGain):
+    """Convolution kernel that is zero except for an orthogonal matrix at the spatial centre.
+
+    Formula:     K[c] = gain * H, K[s] = 0 for every other spatial position s, where c is the
+                 centre of the (odd) kernel window and H (in_channels x out_channels) is
+                 Haar-orthogonal with orthonormal rows: H H^T = I (in_channels <= out_channels).
+    Variance:    gain^2 / out_channels per entry of H, 0 elsewhere. The layer maps every pixel's
+                 channel vector x to gain * x H, so ||y|| = gain * ||x||: with "same" padding a
+                 linear stack preserves norms exactly at any depth (dynamical isometry), and
+                 `gain` adjusts for the nonlinearity.
+    When to use: very deep plain CNNs (no batch norm, no skip connections) with tanh (gain
+                 "tanh") or ReLU (gain "relu"); the kernel starts as a 1x1 convolution and learns
+                 its spatial extent. For Dense kernels use `OrthogonalGain`.
+    Args:
+        gain: non-negative number or activation name (`keras_initx.calculate_gain` has the
+            table), resolved and validated at construction, stored as given.
+        seed: int, None, or `keras.random.SeedGenerator`, as for `OrthogonalGain` and Keras'
+            `Orthogonal`: an int or None gives the same kernel on every call of one instance, a
+            `SeedGenerator` a new one.
+    Example:
+        >>> keras.layers.Conv2D(64, 3, padding="same", activation="tanh",
+        ...                     kernel_initializer=DeltaOrthogonal(gain="tanh", seed=0))
+    Reference:   Xiao, Bahri, Sohl-Dickstein, Schoenholz, Pennington, "Dynamical Isometry and a
+                 Mean Field Theory of CNNs: How to Train 10,000-Layer Vanilla Convolutional
+                 Neural Networks", ICML 2018 (Algorithm 2).
+    """
+
+    def __call__(self, shape, dtype=None):
+        shape = tuple(int(d) for d in shape)
+        if len(shape) < 3:
+            raise ValueError(
+                "Invalid value for argument `shape`. "
+                f"Received: shape={shape} of rank {len(shape)}. Expected a convolution kernel "
+                "shape of rank >= 3: (*kernel_size, in_channels, out_channels)."
+            )
+        spatial, in_channels, out_channels = shape[:-2], shape[-2], shape[-1]
+        if any(size % 2 == 0 for size in spatial):
+            raise ValueError(
+                "Invalid value for argument `shape`. "
+                f"Received: shape={shape} with kernel size {spatial}. Expected odd kernel sizes "
+                "(a delta kernel needs a centre tap)."
+            )
+        if in_channels > out_channels:
+            raise ValueError(
+                "Invalid value for argument `shape`. "
+                f"Received: shape={shape} with in_channels={in_channels} > "
+                f"out_channels={out_channels}. Expected in_channels <= out_channels (an "
+                "in x out matrix has orthonormal rows only if in <= out)."
+            )
+        matrix = orthogonal_matrix(in_channels, out_channels, self.seed, dtype) * self._gain_value
+        centre = np.zeros(spatial + (1, 1))
+        centre[tuple(size // 2 for size in spatial)] = 1.0
+        # Broadcast (*spatial, 1, 1) x (in, out): the matrix at the centre, zeros elsewhere.
+        return ops.cast(centre, matrix.dtype) * matrix

@@ -1,0 +1,113 @@
+"""Fixed-scale variance-scaling initializers: the 1/sqrt(d) heuristic and sigmoid Glorot.
+
+Each class is `keras.initializers.VarianceScaling` with its scale, mode and distribution pinned,
+the way Keras' own `GlorotUniform` is; only the seed is an argument. Fans follow Keras'
+convention (`keras_initx.gains.compute_fans`): receptive field x channels for conv kernels.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from keras_initx.initializers._checks import check_float_dtype, sampling_dtype
+
+__all__ = ["LecunOneOverSqrtD", "SigmoidGlorotNormal", "SigmoidGlorotUniform"]
+
+# Bengio (2012): the logistic sigmoid's slope at 0 is 1/4 of tanh's, so its weights need 4x the
+# tanh (Glorot) standard deviation, i.e. 16x the variance.
+_SIGMOID_VARIANCE_FACTOR = 16.0
+
+
+class _PinnedVarianceScaling(keras.initializers.VarianceScaling):
+    """`VarianceScaling` whose scale, mode and distribution are class constants."""
+
+    _scale: float
+    _mode: str
+    _distribution: str
+
+    def __init__(self, seed: int | keras.random.SeedGenerator | None = None):
+        super().__init__(
+            scale=self._scale, mode=self._mode, distribution=self._distribution, seed=seed
+        )
+
+    def __call__(self, shape, dtype=None):
+        dtype = check_float_dtype(dtype)
+        return ops.cast(super().__call__(shape, dtype=sampling_dtype(dtype)), dtype)
+
+    def get_config(self) -> dict:
+        # Only the seed is a constructor argument; the base config also holds the pinned
+        # constants, which the default `from_config` (cls(**config)) would reject.
+        return {"seed": super().get_config()["seed"]}
+
+
+@keras.saving.register_keras_serializable(package="keras_initx")
+class LecunOneOverSqrtD(_PinnedVarianceScaling):
+    """Uniform in +-1/sqrt(fan_in): the classic 1/sqrt(d) heuristic, also PyTorch's default.
+
+    Formula:     W ~ U(-r, r), r = 1 / sqrt(fan_in)
+    Variance:    1 / (3 * fan_in); a unit with fan_in unit-variance inputs gets pre-activation
+                 variance 1/3 whatever fan_in is, so sigmoid/tanh units start unsaturated.
+    When to use: reproducing PyTorch models (`nn.Linear`/`nn.ConvNd` kernels draw exactly this:
+                 kaiming_uniform with a=sqrt(5)); shallow sigmoid/tanh nets. For deep nets prefer
+                 `glorot_uniform` (tanh) or `he_normal` (ReLU). Alias: `pytorch_default`.
+    Args:
+        seed: int, None, or `keras.random.SeedGenerator`, as for Keras' own initializers: an int
+            or None gives the same values on every call of one instance, a `SeedGenerator`
+            new values on each call.
+    Example:
+        >>> keras.layers.Dense(64, activation="tanh", kernel_initializer="lecun_1_over_sqrt_d")
+    Reference:   LeCun, Bottou, Orr, Mueller, "Efficient BackProp", 1998;
+                 torch.nn.Linear.reset_parameters.
+    """
+
+    _scale = 1.0 / 3.0  # VarianceScaling's uniform limit sqrt(3 * scale / fan_in) -> 1/sqrt(fan_in)
+    _mode = "fan_in"
+    _distribution = "uniform"
+
+
+@keras.saving.register_keras_serializable(package="keras_initx")
+class SigmoidGlorotUniform(_PinnedVarianceScaling):
+    """Glorot uniform scaled for the logistic sigmoid (4x the tanh limit).
+
+    Formula:     W ~ U(-r, r), r = 4 * sqrt(6 / (fan_in + fan_out))
+    Variance:    16 * 2 / (fan_in + fan_out)
+    When to use: sigmoid layers without normalization; tanh -> `glorot_uniform`.
+    Args:
+        seed: int, None, or `keras.random.SeedGenerator` (as Keras' own initializers: int or
+            None repeat their values on every call, a `SeedGenerator` advances).
+    Example:
+        >>> keras.layers.Dense(
+        ...     64, activation="sigmoid", kernel_initializer="sigmoid_glorot_uniform")
+    Reference:   Bengio, "Practical recommendations for gradient-based training of deep
+                 architectures", 2012; Glorot & Bengio, AISTATS 2010.
+    """
+
+    _scale = _SIGMOID_VARIANCE_FACTOR
+    _mode = "fan_avg"
+    _distribution = "uniform"
+
+
+@keras.saving.register_keras_serializable(package="keras_initx")
+class SigmoidGlorotNormal(_PinnedVarianceScaling):
+    """Glorot truncated normal scaled for the logistic sigmoid (4x the tanh std).
+
+    Formula:     W ~ N(0, s^2) truncated at +-2s, s = 4 * sqrt(2 / (fan_in + fan_out)) / 0.8796
+                 (Keras divides by the std of a unit normal truncated at 2 sigma, so the
+                 truncated draw keeps the target variance).
+    Variance:    16 * 2 / (fan_in + fan_out)
+    When to use: sigmoid layers without normalization, when you prefer a bell shape to a box;
+                 tanh -> `glorot_normal`.
+    Args:
+        seed: int, None, or `keras.random.SeedGenerator` (as Keras' own initializers: int or
+            None repeat their values on every call, a `SeedGenerator` advances).
+    Example:
+        >>> keras.layers.Dense(
+        ...     64, activation="sigmoid", kernel_initializer="sigmoid_glorot_normal")
+    Reference:   Bengio, "Practical recommendations for gradient-based training of deep
+                 architectures", 2012; Glorot & Bengio, AISTATS 2010.
+    """
+
+    _scale = _SIGMOID_VARIANCE_FACTOR
+    _mode = "fan_avg"
+    _distribution = "truncated_normal"

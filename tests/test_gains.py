@@ -1,0 +1,135 @@
+"""Tests for keras_initx.gains: torch parity, second-moment gains, validation, fans."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from keras_initx.gains import calculate_gain, compute_fans, known_nonlinearities, resolve_gain
+
+# torch.nn.init.calculate_gain's table, written out (torch is not a dependency).
+TORCH_TABLE = [
+    ("linear", None, 1.0),
+    ("conv1d", None, 1.0),
+    ("conv2d", None, 1.0),
+    ("conv3d", None, 1.0),
+    ("conv_transpose1d", None, 1.0),
+    ("conv_transpose2d", None, 1.0),
+    ("conv_transpose3d", None, 1.0),
+    ("sigmoid", None, 1.0),
+    ("tanh", None, 5.0 / 3.0),
+    ("relu", None, math.sqrt(2.0)),
+    ("leaky_relu", None, math.sqrt(2.0 / (1.0 + 0.01**2))),
+    ("leaky_relu", 0.2, math.sqrt(2.0 / (1.0 + 0.2**2))),
+    ("selu", None, 0.75),
+]
+
+# Keras activations whose gain is 1 / sqrt(E[f(z)^2]), z ~ N(0, 1).
+SECOND_MOMENT = [
+    "gelu", "silu", "swish", "elu", "softsign", "softplus", "relu6", "mish",
+    "hard_silu", "hard_swish",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "param", "expected"), TORCH_TABLE)
+def test_calculate_gain_matches_torch_table(name, param, expected):
+    assert calculate_gain(name, param) == pytest.approx(expected, rel=1e-12)
+
+
+def test_calculate_gain_names_are_case_insensitive_and_aliased():
+    assert calculate_gain("ReLU") == math.sqrt(2.0)
+    assert calculate_gain("identity") == calculate_gain("linear") == 1.0
+    assert calculate_gain("LeakyReLU", 0.2) == calculate_gain("leaky_relu", 0.2)
+
+
+def _second_moment(activation_name: str) -> float:
+    """E[f(z)^2], z ~ N(0, 1), for the Keras activation itself, evaluated in float64.
+
+    Trapezoid rule on a 1e-4 grid over [-12, 12]: the error is O(h^2 f'') ~ 1e-9 even for
+    activations with kinks (softsign at 0, hard_silu at +-3, relu6 at 0 and 6), and the mass
+    beyond 12 sigma is below 1e-30. Gauss-Hermite quadrature (hermegauss) is not used: it
+    assumes a smooth integrand, and with 200 nodes it is off by ~1.5e-4 in the gain for
+    softsign and hard_silu.
+    """
+    z = np.linspace(-12.0, 12.0, 240_001)
+    f = keras.ops.convert_to_numpy(
+        keras.activations.get(activation_name)(keras.ops.convert_to_tensor(z, "float64"))
+    )
+    density = np.exp(-(z**2) / 2.0) / math.sqrt(2.0 * math.pi)
+    return float(np.trapezoid(f**2 * density, z))
+
+
+def test_second_moment_rule_gives_relu_sqrt2():
+    # The rule the table uses reproduces He et al.'s sqrt(2) for ReLU.
+    assert 1.0 / math.sqrt(_second_moment("relu")) == pytest.approx(math.sqrt(2.0), abs=1e-7)
+
+
+@pytest.mark.parametrize("name", SECOND_MOMENT)
+def test_second_moment_gains_recomputed(name):
+    # The table states six decimals, so each value must be within rounding (5e-7) of the
+    # recomputed one; 1e-6 leaves room for the quadrature error (~1e-9).
+    assert calculate_gain(name) == pytest.approx(1.0 / math.sqrt(_second_moment(name)), abs=1e-6)
+
+
+def test_known_nonlinearities_is_sorted_and_complete():
+    names = known_nonlinearities()
+    assert names == sorted(names)
+    assert {n for n, _, _ in TORCH_TABLE} | set(SECOND_MOMENT) <= set(names)
+    for name in names:
+        assert calculate_gain(name) > 0
+
+
+def test_resolve_gain_accepts_numbers_and_names():
+    assert resolve_gain(0.5) == 0.5
+    assert resolve_gain(0) == 0.0
+    assert resolve_gain("tanh") == 5.0 / 3.0
+
+
+@pytest.mark.parametrize(
+    ("gain", "error", "match"),
+    [
+        (-1.0, ValueError, r"Invalid value for argument `gain`\. Received: gain=-1\.0\. "
+                           r"Expected a finite, non-negative number"),
+        (math.inf, ValueError, r"gain=inf\. Expected a finite, non-negative number"),
+        (math.nan, ValueError, r"gain=nan\. Expected a finite, non-negative number"),
+        ("relux", ValueError, r"gain='relux'.*one of: conv1d, .*elu, gelu, .*tanh"),
+        ([1.0], TypeError, r"Invalid type for argument `gain`.*list"),
+        (True, TypeError, r"gain=True of type bool"),
+    ],
+)  # fmt: skip
+def test_resolve_gain_errors(gain, error, match):
+    with pytest.raises(error, match=match):
+        resolve_gain(gain)
+
+
+def test_resolve_gain_error_names_the_argument():
+    with pytest.raises(ValueError, match=r"argument `scale`\. Received: scale=-2"):
+        resolve_gain(-2, argument="scale")
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda: calculate_gain("nope"), ValueError, r"nonlinearity='nope'.*one of: conv1d"),
+        (lambda: calculate_gain(3), TypeError, r"nonlinearity=3 of type int"),
+        (lambda: calculate_gain("leaky_relu", math.inf), ValueError, r"param=inf"),
+    ],
+)
+def test_calculate_gain_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+@pytest.mark.parametrize(
+    ("shape", "fans"),
+    [
+        ((), (1, 1)),
+        ((7,), (7, 7)),
+        ((784, 500), (784, 500)),
+        ((5, 16, 32), (80, 160)),  # Conv1D: kernel 5, 16 -> 32 channels
+        ((3, 3, 64, 128), (576, 1152)),  # Conv2D
+    ],
+)
+def test_compute_fans_keras_convention(shape, fans):
+    assert compute_fans(shape) == fans
