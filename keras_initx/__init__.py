@@ -5,6 +5,11 @@ Importing the package registers every initializer under its string names, so
 without `custom_objects`.
 """
 
+from keras_initx import experiments, plots
+from keras_initx.callbacks import LayerStats
+from keras_initx.capture import build_probe
+from keras_initx.diagnose import diagnose, format_findings
+from keras_initx.experiments import compare_training, depth_sweep
 from keras_initx.gains import calculate_gain, compute_fans
 from keras_initx.initializers import (
     INITIALIZERS,
@@ -17,19 +22,33 @@ from keras_initx.initializers import (
     list_initializers,
     orthogonal_matrix,
 )
+from keras_initx.lsuv import lsuv
+from keras_initx.pretrain import pretrain_layerwise
+from keras_initx.sinks import COLUMNS as LAYER_STATS_COLUMNS
 
 __version__ = "0.1.0"
 
 __all__ = [
     "INITIALIZERS",
+    "LAYER_STATS_COLUMNS",
     "DeltaOrthogonal",
+    "LayerStats",
     "LecunOneOverSqrtD",
     "OrthogonalGain",
     "SigmoidGlorotNormal",
     "SigmoidGlorotUniform",
     "Sparse",
+    "build_probe",
     "calculate_gain",
+    "compare_training",
     "compute_fans",
+    "depth_sweep",
+    "diagnose",
+    "experiments",
+    "format_findings",
     "list_initializers",
+    "lsuv",
     "orthogonal_matrix",
+    "plots",
+    "pretrain_layerwise",
 ]

@@ -1,0 +1,383 @@
+"""LayerStats: per-layer activation, pre-activation and gradient statistics during `fit`.
+
+The callback decides WHEN to measure; `keras_initx.capture` measures (one compiled forward and
+backward pass on a fixed probe batch, statistics reduced on the device) and the sinks in
+`keras_initx.sinks` keep the rows (pandas/CSV/Parquet) and log them to TensorBoard.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from keras_initx.capture import GRADIENT_TENSORS, Probe, ProbeResult, build_probe, check_arguments
+from keras_initx.diagnose import diagnose, format_findings
+from keras_initx.sinks import FrameSink, TensorBoardSink
+from keras_initx.stats import DEFAULT_BINS, STAT_NAMES
+
+__all__ = ["LayerStats", "log_spaced_steps"]
+
+_SCHEDULES = ("every_n_steps", "log")
+
+
+def log_spaced_steps(limit: int) -> list[int]:
+    """Steps 0, 1, 2, 3, 4, 6, 8, 11, 16, 23, 32, ... (about sqrt(2) apart) up to `limit`."""
+    steps = {0}
+    k = 0
+    while (step := round(2 ** (k / 2))) <= limit:
+        steps.add(step)
+        k += 1
+    return sorted(steps)
+
+
+def _next_log_step(step: int) -> int:
+    """The first log-spaced step strictly after `step`."""
+    k = max(0, math.floor(2 * math.log2(step + 1)) - 2)
+    while round(2 ** (k / 2)) <= step:
+        k += 1
+    return round(2 ** (k / 2))
+
+
+class LayerStats(keras.callbacks.Callback):
+    """Logs per-layer statistics of activations, pre-activations, gradients and kernels.
+
+    On a fixed probe batch, at step 0 (in `on_train_begin`, before any update: the
+    initialization itself), then every `every_n_steps` optimizer steps or on a log-spaced
+    schedule (steps 1, 2, 3, 4, 6, 8, 11, 16, 23, ...), and at epoch ends if asked. Each
+    measurement is one compiled forward and backward pass (see `keras_initx.capture`) that
+    leaves the model, its weights and optimizer state untouched.
+
+    Rows (one per step, layer, tensor; columns `keras_initx.sinks.COLUMNS`) are kept in memory
+    (`to_dataframe()`) and, with `log_dir`, appended to `log_dir/layer_stats.csv` as they come
+    (`layer_stats.parquet` is rewritten at each epoch end when pyarrow is present) and logged to
+    TensorBoard in the run `log_dir/layer_stats`, beside Keras' own `train`/`validation` runs:
+    scalars `<tensor>/<layer path>/<stat>` and histograms `<tensor>/<layer path>`.
+
+    `step` is the optimizer's `iterations` when measured, so one instance used in two `fit`
+    calls keeps counting (the second fit's first rows continue from the first fit's last step;
+    a step already measured is not measured twice). `epoch` is Keras' epoch index of that fit.
+    NaN and Inf in the model are counted (`nan_count`, `inf_count`), never raised;
+    `terminate_on_nan=True` stops training at the first measurement that sees one.
+
+    Only the probe runs on the training thread: turning its results into rows and writing the
+    CSV and TensorBoard files happens on one background thread, in measurement order, so that
+    training is not held up by disk and protobuf work. `to_dataframe()`, each epoch end and the
+    end of training wait for the pending writes; each write flushes its file.
+
+    Args:
+        probe: `(x, y)` or `(x, y, sample_weight)`, one batch of the model's inputs and labels
+            (`x` a NumPy array/tensor, or a list/dict of them for multi-input models). `y` may
+            be None when no gradient tensor is requested.
+        log_dir: directory for the CSV/Parquet files and the TensorBoard run, or None to keep
+            the rows in memory only.
+        every_n_steps: measure every this many optimizer steps (int >= 1), when
+            `schedule="every_n_steps"`.
+        schedule: `"every_n_steps"` (default) or `"log"` (log-spaced, dense early).
+        on_epoch_end: also measure at each epoch end (when that step was not just measured).
+        layers: regular expression on layer paths (e.g. `"dense"`); see
+            `keras_initx.capture.find_layers`.
+        layer_classes: class names or classes to keep, e.g. `["Dense", "Conv2D"]`.
+        tensors: names from `keras_initx.capture.TENSORS` (default all).
+        stats: names from `keras_initx.stats.STAT_NAMES` (default all).
+        saturation_threshold: in (0, 1); tanh |a| > threshold, sigmoid outside
+            [1 - threshold, threshold] count as saturated. Default 0.99.
+        histogram_bins: bins of the histograms (TensorBoard, percentiles). Default 64.
+        training: run the probe in training mode (dropout, batch statistics); default
+            inference mode.
+        terminate_on_nan: stop training when a measurement counts a NaN or Inf.
+        tensorboard: with `log_dir`, also write the TensorBoard run. Default True.
+        warn: print `keras_initx.diagnose`'s findings for the initialization (step 0) in
+            `on_train_begin`, so a bad init is flagged before any training. Default False.
+    """
+
+    def __init__(
+        self,
+        probe: tuple | None = None,
+        log_dir: str | os.PathLike | None = None,
+        every_n_steps: int = 16,
+        schedule: str = "every_n_steps",
+        on_epoch_end: bool = False,
+        layers: str | None = None,
+        layer_classes: Sequence[str | type] | None = None,
+        tensors: Sequence[str] | None = None,
+        stats: Sequence[str] | None = None,
+        saturation_threshold: float = 0.99,
+        histogram_bins: int = DEFAULT_BINS,
+        training: bool = False,
+        terminate_on_nan: bool = False,
+        tensorboard: bool = True,
+        warn: bool = False,
+    ) -> None:
+        super().__init__()
+        self.probe = _validated_probe(probe, tensors)
+        self.log_dir = None if log_dir is None else os.fspath(log_dir)
+        if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int):
+            raise TypeError(
+                "Invalid type for argument `every_n_steps`. "
+                f"Received: every_n_steps={every_n_steps!r}. Expected an int >= 1."
+            )
+        if every_n_steps < 1:
+            raise ValueError(
+                "Invalid value for argument `every_n_steps`. "
+                f"Received: every_n_steps={every_n_steps!r}. Expected an int >= 1."
+            )
+        if schedule not in _SCHEDULES:
+            raise ValueError(
+                f"Invalid value for argument `schedule`. Received: schedule={schedule!r}. "
+                f"Expected one of {sorted(_SCHEDULES)}."
+            )
+        self.every_n_steps = every_n_steps
+        self.schedule = schedule
+        self.measure_on_epoch_end = on_epoch_end
+        self.layers = layers
+        self.layer_classes = layer_classes
+        self.tensors, self.stats = check_arguments(
+            tensors, stats, saturation_threshold, histogram_bins
+        )
+        self.saturation_threshold = saturation_threshold
+        self.histogram_bins = histogram_bins
+        self.training = training
+        self.terminate_on_nan = terminate_on_nan
+        self.tensorboard = tensorboard
+        self.warn = warn
+
+        self._frame = FrameSink(self.log_dir)
+        self._writer: ThreadPoolExecutor | None = None
+        self._pending: list[Future] = []
+        self._tensorboard: TensorBoardSink | None = None
+        self._probe_fn: Probe | None = None
+        self._meta: dict[str, pd.Series] | None = None
+        self._step = 0
+        self._epoch = 0
+        self._epoch_base = 0
+        self._next_step = 0
+        self._last_measured: int | None = None
+        self._broken = False
+
+    # -- Keras hooks -------------------------------------------------------------------------
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._check_log_dir()
+        model = self.model
+        x = self.probe[0]
+        _check_probe_against_inputs(model, x)
+        if not model.built:
+            # Subclassed models build on their first call; doing it here, before any update,
+            # creates the same variables fit would.
+            model(x)
+        if self._probe_fn is None or self._probe_fn.model is not model:
+            self._probe_fn = build_probe(
+                model,
+                self.tensors,
+                self.stats,
+                layers=self.layers,
+                layer_classes=self.layer_classes,
+                training=self.training,
+                saturation_threshold=self.saturation_threshold,
+                histogram_bins=self.histogram_bins,
+                histograms=self.log_dir is not None and self.tensorboard,
+            )
+            self._meta = _row_metadata(self._probe_fn)
+        if self.log_dir is not None and self.tensorboard and self._tensorboard is None:
+            self._tensorboard = TensorBoardSink(self.log_dir, self._probe_fn.stats)
+        self._broken = False
+        # Keras does not tell callbacks `initial_epoch`; the first epoch of a fit is 0 unless
+        # on_epoch_begin says otherwise before the next measurement.
+        self._epoch = 0
+        self._step = int(model.optimizer.iterations.numpy())
+        self._epoch_base = self._step
+        # Errors here are configuration errors: let them surface.
+        self._measure(guard=False)
+        if self.warn:
+            frame = self.to_dataframe()
+            findings = diagnose(frame[frame["step"] == self._step])
+            if len(findings):
+                print(format_findings(findings))
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch = epoch
+        self._epoch_base = self._step
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        # Called every step: keep it to integer arithmetic unless a measurement is due.
+        self._step = self._epoch_base + batch + 1
+        if self._step >= self._next_step:
+            self._measure()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.measure_on_epoch_end and self._last_measured != self._step:
+            self._measure()
+        self._collect_writes(wait=True)
+        self._frame.flush()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self._collect_writes(wait=True)
+        if self._writer is not None:
+            self._writer.shutdown()
+            self._writer = None
+        self._frame.close()
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+
+    # -- results -----------------------------------------------------------------------------
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """All rows so far: one per (step, layer, tensor), columns `keras_initx.sinks.COLUMNS`."""
+        self._collect_writes(wait=True)
+        return self._frame.to_dataframe()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _schedule_after(self, step: int) -> int:
+        if self.schedule == "log":
+            return _next_log_step(step)
+        return (step // self.every_n_steps + 1) * self.every_n_steps
+
+    def _measure(self, guard: bool = True) -> None:
+        step = self._step
+        self._next_step = self._schedule_after(step)
+        if self._broken or self._last_measured == step:
+            return
+        try:
+            result = self._probe_fn(*self.probe)
+        except Exception as error:  # noqa: BLE001 - the callback must never crash the fit
+            if not guard:
+                raise
+            warnings.warn(
+                f"LayerStats: measurement at step {step} failed and measuring stops: {error!r}",
+                stacklevel=2,
+            )
+            self._broken = True
+            return
+        self._last_measured = step
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="LayerStats")
+        self._pending.append(self._writer.submit(self._write, step, self._epoch, result))
+        self._collect_writes(wait=False)
+        counts = [result.stats.index(c) for c in ("nan_count", "inf_count") if c in result.stats]
+        if self.terminate_on_nan and result.values[:, counts].sum() > 0:
+            print(f"LayerStats: step {step}: NaN/Inf in layer statistics, terminating training")
+            self.model.stop_training = True
+
+    def _write(self, step: int, epoch: int, result: ProbeResult) -> None:
+        """Turn one measurement into rows and hand them to the sinks (on the writer thread)."""
+        # Statistics not requested stay NaN: the frame always has every contract column.
+        values = np.full((len(result.rows), len(STAT_NAMES)), np.nan)
+        values[:, [STAT_NAMES.index(s) for s in result.stats]] = result.values
+        rows = pd.DataFrame(
+            {
+                "step": np.full(len(values), step, np.int64),
+                "epoch": np.full(len(values), epoch, np.int64),
+                **self._meta,
+                **dict(zip(STAT_NAMES, values.T, strict=True)),
+            }
+        )
+        self._frame.write(rows)
+        if self._tensorboard is not None:
+            self._tensorboard.write(rows, result.histograms)
+
+    def _collect_writes(self, wait: bool) -> None:
+        """Forget finished writes (all of them, waiting, with `wait`); a failure warns."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            if not wait and not future.done():
+                self._pending.append(future)
+                continue
+            error = future.exception()
+            if error is not None:
+                warnings.warn(
+                    f"LayerStats: writing the statistics failed and measuring stops: {error!r}",
+                    stacklevel=2,
+                )
+                self._broken = True
+
+    def _check_log_dir(self) -> None:
+        if self.log_dir is None:
+            return
+        try:
+            os.makedirs(self.log_dir, exist_ok=True)
+            probe_file = os.path.join(self.log_dir, ".layer_stats_write_test")
+            with open(probe_file, "w"):
+                pass
+            os.remove(probe_file)
+        except OSError as error:
+            raise ValueError(
+                f"Invalid value for argument `log_dir`. Received: log_dir={self.log_dir!r}, "
+                f"which cannot be written ({error.strerror or error}). Expected a writable "
+                "directory (created if missing)."
+            ) from error
+
+
+def _row_metadata(probe: Probe) -> dict[str, pd.Series]:
+    """The constant columns of a measurement's rows (layer, class, tensor, ...)."""
+    rows = probe.rows
+    return {
+        "layer": pd.Series([info.path for info, _ in rows], dtype="str"),
+        "layer_index": pd.Series([info.index for info, _ in rows], dtype="int64"),
+        "layer_class": pd.Series([info.layer_class for info, _ in rows], dtype="str"),
+        "activation": pd.Series([info.activation for info, _ in rows], dtype="str"),
+        "tensor": pd.Series([tensor for _, tensor in rows], dtype="str"),
+    }
+
+
+def _validated_probe(probe: Any, tensors: Sequence[str] | None) -> tuple:
+    expected = "Expected a tuple `(x, y)` or `(x, y, sample_weight)` holding one batch."
+    if probe is None:
+        raise ValueError(f"Invalid value for argument `probe`. Received: probe=None. {expected}")
+    if not isinstance(probe, tuple) or len(probe) not in (2, 3):
+        length = f" of length {len(probe)}" if isinstance(probe, tuple) else ""
+        raise TypeError(
+            "Invalid type for argument `probe`. "
+            f"Received: probe={type(probe).__name__}{length}. {expected}"
+        )
+    needs_labels = tensors is None or bool(GRADIENT_TENSORS & set(tensors))
+    if probe[1] is None and needs_labels:
+        raise ValueError(
+            "Invalid value for argument `probe`. Received: probe=(x, None). Expected labels "
+            f"`y`: the gradient tensors {sorted(GRADIENT_TENSORS)} need the loss."
+        )
+    return tuple(probe) if len(probe) == 3 else (probe[0], probe[1], None)
+
+
+def _shape_of(value: Any) -> tuple:
+    return tuple(np.shape(value)) if not isinstance(value, tf.Tensor) else tuple(value.shape)
+
+
+def _check_probe_against_inputs(model: keras.Model, x: Any) -> None:
+    """Compare the probe's `x` with the model's declared inputs (when it has them)."""
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        return  # subclassed, never called: the first call will tell
+    if not inputs:
+        return
+    expected = [tuple(i.shape) for i in inputs]
+    if isinstance(x, dict):
+        names = [i.name for i in inputs]
+        if sorted(x) != sorted(names):
+            raise ValueError(
+                f"Invalid value for argument `probe`. Received: x with keys {sorted(x)}. "
+                f"Expected the model's input names {sorted(names)}."
+            )
+        received = [_shape_of(x[n]) for n in names]
+    else:
+        received = [_shape_of(v) for v in (x if isinstance(x, list | tuple) else [x])]
+    if len(received) != len(expected) or any(
+        len(r) != len(e) or any(d is not None and d != s for d, s in zip(e, r, strict=True))
+        for r, e in zip(received, expected, strict=False)
+    ):
+        shown = received[0] if len(received) == 1 else received
+        want = expected[0] if len(expected) == 1 else expected
+        raise ValueError(
+            f"Invalid value for argument `probe`. Received: x of shape {shown}. Expected the "
+            f"model's input shape {want} (None: any size)."
+        )

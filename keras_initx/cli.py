@@ -1,0 +1,400 @@
+"""`keras-initx`: the seed experiments, a training comparison and reports from the command line.
+
+    keras-initx demo [--out DIR]        depth sweeps, digits training with LayerStats and
+                                        TensorBoard logs, diagnosis; every CSV/PNG under DIR
+    keras-initx sweep [--init SPEC ...] [--depth N] [--width N] [--activation NAME] [--out DIR]
+    keras-initx report RUN_DIR          plots and diagnosis from RUN_DIR/layer_stats.csv
+    keras-initx list                    the registered initializers
+
+`python -m keras_initx` is the same program. Errors (unknown initializer or activation, bad
+numbers, a missing run directory) print one line on stderr and exit with status 1 (2 for bad
+command-line syntax), without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+__all__ = ["main"]
+
+PROG = "keras-initx"
+
+# The depth experiment's entries: seed 001's three, seed 000's U(-1/sqrt(d), 1/sqrt(d)) and
+# Glorot & Bengio's normalized init, and the data-driven LSUV.
+DEMO_TANH = {
+    "small random (0.01*randn)": "random_normal(stddev=0.01)",
+    "large random (1.0*randn)": "random_normal(stddev=1.0)",
+    "xavier (randn/sqrt(fan_in))": (
+        "variance_scaling(scale=1.0, mode='fan_in', distribution='untruncated_normal')"
+    ),
+    "lecun_1_over_sqrt_d": "lecun_1_over_sqrt_d",
+    "glorot_uniform": "glorot_uniform",
+    "lsuv": "lsuv",
+}
+DEMO_RELU = ["glorot_uniform", "he_normal", "lsuv"]
+DEMO_TRAINING = {
+    "zeros": "zeros",
+    "small random": "random_normal(stddev=0.01)",
+    "large random": "random_normal(stddev=1.0)",
+    "glorot_uniform": "glorot_uniform",
+    "lsuv": "lsuv",
+}
+DEMO_EPOCHS = 6
+# --quick: the same pipeline at toy sizes, to check an installation in seconds.
+DEMO_SIZES = {
+    "full": {"depth": 10, "width": 500, "n_samples": 1000},
+    "quick": {"depth": 4, "width": 32, "n_samples": 64},
+}
+DEMO_TRAINING_QUICK = {"zeros": "zeros", "glorot_uniform": "glorot_uniform"}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block): `keras-initx sweep: error: ...`."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+class _Progress:
+    """Numbered, timed progress lines on stdout, flushed as they are printed."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.start = time.perf_counter()
+
+    def step(self, message: str) -> None:
+        self.done += 1
+        elapsed = time.perf_counter() - self.start
+        print(f"[{self.done}/{self.total} {elapsed:5.1f}s] {message}", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (the console script exits with it)."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    # Before TensorFlow is imported (lazily, by the commands): its C++ INFO/WARNING chatter.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        return args.run(args)
+    except (ValueError, TypeError, FileNotFoundError, NotADirectoryError) as error:
+        message = " ".join(str(error).split())
+        print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
+        return 1
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="See and choose weight initialization in Keras: the seed experiments, "
+        "a training comparison with per-layer statistics, and reports.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    demo = commands.add_parser(
+        "demo",
+        help="depth sweeps + digits training with LayerStats/TensorBoard + diagnosis",
+        description="Depth sweeps of the seeds' initializers (10 tanh layers of 500 units; "
+        "ReLU: Glorot vs He vs LSUV), a short training comparison on scikit-learn's digits with "
+        "LayerStats and TensorBoard logs, and the diagnosis; every CSV/PNG goes under --out.",
+    )
+    demo.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
+    demo.add_argument("--epochs", type=_int_at_least(1), default=DEMO_EPOCHS,
+                      help=f"training epochs per initializer (default: {DEMO_EPOCHS})")  # fmt: skip
+    demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    demo.add_argument("--quick", action="store_true",
+                      help="toy sizes, 2 runs of 1 epoch: a check in seconds")  # fmt: skip
+    demo.set_defaults(run=_demo)
+
+    sweep = commands.add_parser(
+        "sweep",
+        help="per-layer activation/gradient std of a deep Dense stack at initialization",
+        description="The seed 001 depth experiment for any initializers. SPEC is a name "
+        "(glorot_uniform, lecun_1_over_sqrt_d, lsuv, ...), a built-in with keyword arguments "
+        "(\"random_normal(stddev=0.01)\"), optionally labelled: "
+        "\"small=random_normal(stddev=0.01)\".",
+    )
+    sweep.add_argument("--init", action="append", metavar="SPEC",
+                       help="initializer (repeat; default: seed 001's three)")  # fmt: skip
+    sweep.add_argument("--depth", type=_int_at_least(1), default=10, help="layers (default 10)")
+    sweep.add_argument("--width", type=_int_at_least(1), default=500, help="units (default 500)")
+    sweep.add_argument("--activation", default="tanh", help="Keras activation (default tanh)")
+    sweep.add_argument("--samples", type=_int_at_least(2), default=1000,
+                       help="standard-normal input rows (default 1000)")  # fmt: skip
+    sweep.add_argument("--input-dim", type=_int_at_least(1), default=None,
+                       help="input size (default: --width)")  # fmt: skip
+    sweep.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sweep.add_argument("--no-gradients", action="store_true", help="skip the backward pass")
+    sweep.add_argument("--out", default="runs/sweep", help="output folder (default runs/sweep)")
+    sweep.set_defaults(run=_sweep)
+
+    report = commands.add_parser(
+        "report",
+        help="heat maps and diagnosis from a saved layer_stats.csv",
+        description="Plots and diagnosis from RUN_DIR/layer_stats.csv (what LayerStats writes in "
+        "its log_dir, or the demo's combined file).",
+    )
+    report.add_argument("run_dir", metavar="RUN_DIR", help="folder holding layer_stats.csv")
+    report.add_argument("--out", default=None, help="output folder (default: RUN_DIR/report)")
+    report.set_defaults(run=_report)
+
+    listing = commands.add_parser("list", help="the registered initializers")
+    listing.set_defaults(run=_list)
+    return parser
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        expected = f"expected an integer >= {low}, got {text!r}"
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(expected) from None
+        if value < low:
+            raise argparse.ArgumentTypeError(expected)
+        return value
+
+    return parse
+
+
+def _labelled(specs: Sequence[str]) -> dict[str, str]:
+    """`label=spec` or a bare spec (its own label). An `=` inside parentheses is an argument."""
+    labelled = {}
+    for spec in specs:
+        match = re.match(r"^\s*([^=(]+?)\s*=\s*(.+)$", spec)
+        label, value = (match[1], match[2]) if match else (spec.strip(), spec)
+        labelled[label] = value
+    return labelled
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from keras_initx import experiments, plots
+    from keras_initx.diagnose import diagnose, format_findings
+
+    specs = _labelled(args.init) if args.init else experiments.SEED_001_INITIALIZERS
+    experiments.resolve_initializers(specs)  # fail on a typo before any model is built
+    if args.activation not in experiments.known_activations():
+        raise ValueError(
+            f"unknown activation {args.activation!r}; known: "
+            f"{', '.join(experiments.known_activations())}"
+        )
+    print(
+        f"Depth sweep: {args.depth} {args.activation} layers of {args.width} units, "
+        f"{args.samples} standard-normal inputs, {len(specs)} initializers.",
+        flush=True,
+    )
+    frame, histograms = experiments.depth_sweep(
+        specs,
+        depth=args.depth,
+        width=args.width,
+        activation=args.activation,
+        n_samples=args.samples,
+        input_dim=args.input_dim,
+        seed=args.seed,
+        gradients=not args.no_gradients,
+        histograms=True,
+    )
+    findings = diagnose(frame)
+    written = _write_sweep(args.out, "sweep", frame, histograms, plots)
+    written.append(_write_findings(args.out, "diagnosis", findings))
+    print("\nActivation std per layer (rows: layer):")
+    print(_table(frame, "activation_std"))
+    if "gradient_std" in frame:
+        print("\nBack-propagated gradient std per layer:")
+        print(_table(frame, "gradient_std"))
+    print("\nDiagnosis:")
+    print(format_findings(findings))
+    _print_written(written)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from keras_initx import experiments, plots
+    from keras_initx.diagnose import diagnose, format_findings
+
+    out = args.out
+    tensorboard = os.path.join(out, "tensorboard")
+    sizes = DEMO_SIZES["quick" if args.quick else "full"]
+    epochs = 1 if args.quick else args.epochs
+    training = DEMO_TRAINING_QUICK if args.quick else DEMO_TRAINING
+    progress = _Progress(total=3 + len(training))
+    print(f"{PROG} demo: depth sweeps, then {len(training)} training runs on digits; "
+          f"writing to {out}", flush=True)  # fmt: skip
+    written: list[tuple[str, str]] = []
+    findings = []
+
+    for activation, specs in (("tanh", DEMO_TANH), ("relu", DEMO_RELU)):
+        frame, histograms = experiments.depth_sweep(
+            specs, activation=activation, seed=args.seed, histograms=True, **sizes
+        )
+        found = diagnose(frame)
+        findings.append(found.assign(source=f"depth sweep ({activation})"))
+        written += _write_sweep(out, f"sweep_{activation}", frame, histograms, plots)
+        progress.step(
+            f"depth sweep, {sizes['depth']} {activation} layers of {sizes['width']} units x "
+            f"{len(frame.initializer.unique())} initializers: {len(found)} findings"
+        )
+
+    runs = []
+    for label, spec in training.items():
+        result = experiments.compare_training(
+            {label: spec}, epochs=epochs, seed=args.seed, log_dir=tensorboard
+        )
+        runs.append(result)
+        last = result.history.iloc[-1]
+        hidden = result.symmetry[result.symmetry["layer"] != "output"]["distinct_units"]
+        progress.step(
+            f"trained {label!r} on digits for {epochs} epochs: val_accuracy "
+            f"{last['val_accuracy']:.3f}, distinct hidden units {hidden.tolist()}"
+        )
+    history = pd.concat([r.history for r in runs], ignore_index=True)
+    layer_stats = pd.concat([r.layer_stats for r in runs], ignore_index=True)
+    symmetry = pd.concat([r.symmetry for r in runs], ignore_index=True)
+    for label, frame in layer_stats.groupby("initializer", sort=False):
+        found = diagnose(frame.drop(columns="initializer"))
+        findings.append(found.assign(initializer=label, source="digits training, step 0"))
+        written.append(
+            _png(plots.plot_layer_heatmap(frame), _path(out, "heatmaps", f"{label}.png"),
+                 f"activation std per layer over training steps: {label}")  # fmt: skip
+        )
+    written += [
+        _csv(history, _path(out, "training_history.csv"), "loss/accuracy per epoch per run"),
+        _png(plots.plot_training_curves(history), _path(out, "training.png"),
+             "training curves per initializer"),  # fmt: skip
+        _csv(layer_stats, _path(out, "layer_stats.csv"), "LayerStats rows of every run"),
+        _csv(symmetry, _path(out, "symmetry.csv"), "distinct units per layer after training"),
+    ]
+    all_findings = pd.concat(findings, ignore_index=True)
+    written.append(_write_findings(out, "diagnosis", all_findings))
+    progress.step("plots, CSVs and diagnosis written")
+
+    print("\nDiagnosis of the initializations:")
+    for source, found in all_findings.groupby("source", sort=False):
+        print(f"-- {source}")
+        print(format_findings(found.drop(columns="source"), max_per_group=3))
+    print("\nSymmetry after training (distinct units / units per layer):")
+    print(symmetry.pivot(index="initializer", columns="layer", values="distinct_units")
+          .loc[list(training)].to_string())  # fmt: skip
+    _print_written(written)
+    print(f"\nOpen TensorBoard on the training runs:\n  tensorboard --logdir {tensorboard}")
+    print(f"Re-plot and re-diagnose the saved statistics:\n  {PROG} report {out}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from keras_initx import plots
+    from keras_initx.diagnose import diagnose, format_findings
+
+    run_dir = args.run_dir
+    if not os.path.isdir(run_dir):
+        raise NotADirectoryError(f"run directory {run_dir!r} does not exist")
+    path = os.path.join(run_dir, "layer_stats.csv")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"no layer_stats.csv in {run_dir!r} (expected the file LayerStats writes in its "
+            "log_dir, or a demo output folder)"
+        )
+    frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    frame["activation"] = frame["activation"].fillna("") if "activation" in frame else ""
+    out = args.out or os.path.join(run_dir, "report")
+    groups = frame.groupby("initializer", sort=False) if "initializer" in frame else [("", frame)]
+    written, findings = [], []
+    for label, part in groups:
+        part = part.drop(columns="initializer", errors="ignore")
+        name = label or "run"
+        for tensor in ("activation", "activation_grad"):
+            if tensor in set(part["tensor"]):
+                written.append(
+                    _png(plots.plot_layer_heatmap(part, tensor), _path(out, f"{name}_{tensor}.png"),
+                         f"{tensor} std per layer over steps: {name}")  # fmt: skip
+                )
+        print(f"== {name}")
+        steps = sorted(part["step"].unique())
+        for step in dict.fromkeys([steps[0], steps[-1]]):  # the initialization and the end
+            found = diagnose(part, step=int(step))
+            findings.append(found.assign(initializer=label))
+            if found.empty:
+                print(f"step {step}: no initialization problems found.")
+            else:
+                print(format_findings(found, max_per_group=5))
+    written.append(_write_findings(out, "diagnosis", pd.concat(findings, ignore_index=True)))
+    _print_written(written)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from keras_initx.experiments import known_initializers
+    from keras_initx.initializers import list_initializers
+
+    described = list_initializers()
+    width = max(map(len, described))
+    print("keras_initx initializers (string names for kernel_initializer=...):")
+    for name, description in described.items():
+        print(f"  {name:<{width}}  {description}")
+    others = [name for name in known_initializers() if name not in described]
+    print("\nAlso accepted by `sweep --init` (Keras built-ins and the data-driven lsuv):")
+    print("  " + ", ".join(others))
+    print('\nWith arguments: --init "random_normal(stddev=0.01)", '
+          "--init \"orthogonal_gain(gain='tanh')\"")  # fmt: skip
+    return 0
+
+
+def _write_sweep(
+    out: str, stem: str, frame: Any, histograms: Any, plots: Any
+) -> list[tuple[str, str]]:
+    return [
+        _csv(frame, _path(out, f"{stem}.csv"), "per-layer activation/gradient statistics"),
+        _csv(histograms, _path(out, f"{stem}_histograms.csv"), "activation histogram counts"),
+        _png(plots.plot_depth_sweep(frame), _path(out, f"{stem}.png"),
+             "std against depth: activations and gradients"),
+        _png(plots.plot_histograms(histograms), _path(out, f"{stem}_histograms.png"),
+             "activation histograms per layer (seed 001 figure)"),
+    ]  # fmt: skip
+
+
+def _write_findings(out: str, stem: str, findings: Any) -> tuple[str, str]:
+    return _csv(findings, _path(out, f"{stem}.csv"), f"diagnosis ({len(findings)} findings)")
+
+
+def _table(frame: Any, column: str) -> str:
+    from keras_initx.experiments import sweep_table
+
+    return sweep_table(frame, column).to_string(float_format="{:.6f}".format)
+
+
+def _path(out: str, *parts: str) -> str:
+    """`out/parts...` with each part made file-system safe (labels hold spaces, `*`, `/`)."""
+    safe = [re.sub(r"[^A-Za-z0-9_.=-]+", "_", part).strip("_") for part in parts]
+    return os.path.join(out, *safe)
+
+
+def _csv(frame: Any, path: str, description: str) -> tuple[str, str]:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    frame.to_csv(path, index=False)
+    return path, description
+
+
+def _png(plot: Any, path: str, description: str) -> tuple[str, str]:
+    from keras_initx.plots import save_figure
+
+    return save_figure(plot, path), description
+
+
+def _print_written(written: Sequence[tuple[str, str]]) -> None:
+    print("\nWritten:")
+    width = max(len(path) for path, _ in written)
+    for path, description in written:
+        print(f"  {path:<{width}}  {description}")

@@ -1,0 +1,12 @@
+"""Sinks: where `LayerStats` measurements go. Each has `write(rows, histograms)`, `flush()`,
+`close()`.
+
+- `FrameSink`: in-memory pandas frame, appended to `layer_stats.csv` as it goes (and rewritten to
+  `layer_stats.parquet` on flush when pyarrow is importable).
+- `TensorBoardSink`: scalars and histograms in a `layer_stats` run beside Keras' own runs.
+"""
+
+from keras_initx.sinks.frame import COLUMNS, FrameSink
+from keras_initx.sinks.tensorboard import TensorBoardSink
+
+__all__ = ["COLUMNS", "FrameSink", "TensorBoardSink"]

@@ -1,0 +1,361 @@
+"""Statistics: pure reductions of tensors to a few numbers, with TensorFlow ops only.
+
+Everything here runs inside the compiled probe of `keras_initx.capture`: no NumPy, no state, no
+host transfer. Each tensor is read by a handful of independent one-pass reductions (sum,
+`l2_loss` for the sum of squares, min, max, zero count) that TensorFlow runs in parallel; the
+results of all tensors are stacked into vectors and every statistic in `STATS` is a vectorized
+function of those, so the graph holds a few ops per tensor plus a few ops in total rather than
+dozens of scalar ops per tensor (on CPU the op count, not the arithmetic, dominated a first
+version). Percentiles are read off a histogram instead of a sort (a full sort per tensor made a
+prototype probe 27x slower than a training step).
+
+Statistics are computed on the finite values only, so a single NaN does not poison `mean` or
+`std`; `nan_count` and `inf_count` report the rest. The masked (NaN-aware) computation runs only
+when some sum comes out non-finite. `std` is the population standard deviation (ddof=0), as
+`numpy.std`. Histograms and percentiles use at most `max_histogram_values` evenly strided values
+per tensor (all of them for smaller tensors), counts scaled to the number of finite values;
+percentiles interpolate inside a bin, so their error is below one bin width plus the
+subsampling error.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+
+import tensorflow as tf
+
+__all__ = [
+    "ACTIVATION_BOUNDS",
+    "DEFAULT_BINS",
+    "MAX_HISTOGRAM_VALUES",
+    "STATS",
+    "STAT_NAMES",
+    "Reductions",
+    "histograms",
+    "percentiles_from_histograms",
+    "reduce_tensors",
+    "strided_sample",
+]
+
+DEFAULT_BINS = 64  # histogram bins: TensorBoard display and percentile resolution (range / 64)
+MAX_HISTOGRAM_VALUES = 4096  # histogram subsample: p1/p99 within ~0.2 percentile point
+
+# Output range of the bounded activations, for `frac_saturated` (and fixed histogram ranges).
+ACTIVATION_BOUNDS: dict[str, tuple[float, float]] = {
+    "tanh": (-1.0, 1.0),
+    "sigmoid": (0.0, 1.0),
+    "hard_sigmoid": (0.0, 1.0),
+    "hard_tanh": (-1.0, 1.0),
+    "softsign": (-1.0, 1.0),
+}
+
+_NAN = float("nan")
+# Below this variance / mean^2, float32 E[x^2] - E[x]^2 has lost most digits: use two passes.
+_CANCELLATION_RATIO = 1e-3
+
+
+def strided_sample(x: tf.Tensor, size: int) -> tf.Tensor:
+    """`size` evenly strided values of `x`, flattened, padded with NaN when `x` has fewer.
+
+    The stride is made coprime with the last dimension so that every unit (column, channel)
+    is sampled, not every stride-th one.
+    """
+    flat = tf.reshape(x, [-1])
+    n = x.shape.num_elements()
+    if n > size:
+        stride = -(-n // size)
+        last = x.shape[-1] or 1
+        while math.gcd(stride, last) != 1:
+            stride += 1
+        # A gather of constant indices costs a third of the equivalent strided slice on CPU.
+        flat = tf.gather(flat, tf.range(0, n, stride))
+        n = len(range(0, n, stride))
+    return tf.pad(flat, [[0, size - n]], constant_values=_NAN)
+
+
+def histograms(samples: tf.Tensor, lo: tf.Tensor, hi: tf.Tensor, bins: int) -> tf.Tensor:
+    """Counts of the finite values of each row of `samples` `[n, k]` in `bins` bins over
+    [lo, hi] (`[n]` each); float32 `[n, bins]`.
+
+    Values outside the range land in the edge bins; non-finite values are not counted. A
+    constant row (lo == hi) puts everything in its first bin. One `bincount` for all rows.
+    """
+    n = samples.shape[0]
+    lo = tf.where(tf.math.is_finite(lo), lo, 0.0)
+    hi = tf.where(tf.math.is_finite(hi) & (hi > lo), hi, lo + 1.0)
+    scaled = (samples - lo[:, None]) * (bins / (hi - lo))[:, None]
+    index = tf.cast(tf.clip_by_value(tf.floor(scaled), 0.0, bins - 1.0), tf.int32)
+    # Non-finite values go to an extra slot per row, dropped below.
+    index = tf.where(tf.math.is_finite(samples), index, bins)
+    index += tf.range(n)[:, None] * (bins + 1)
+    counts = tf.math.bincount(
+        tf.reshape(index, [-1]),
+        minlength=n * (bins + 1),
+        maxlength=n * (bins + 1),
+        dtype=tf.float32,
+    )
+    return tf.reshape(counts, [n, bins + 1])[:, :bins]
+
+
+def percentiles_from_histograms(
+    counts: tf.Tensor, lo: tf.Tensor, hi: tf.Tensor, q: float
+) -> tf.Tensor:
+    """The `q`-th percentile (0..100) of each row of `counts` `[n, bins]` over [lo, hi] `[n]`.
+
+    Linear interpolation inside the bin where the cumulative count crosses q% of the total.
+    NaN for an empty row.
+    """
+    bins = counts.shape[-1]
+    total = tf.reduce_sum(counts, axis=-1)
+    cumulative = tf.cumsum(counts, axis=-1)
+    target = q / 100.0 * total
+    # First bin whose cumulative count reaches the target.
+    k = tf.minimum(tf.reduce_sum(tf.cast(cumulative < target[:, None], tf.int32), -1), bins - 1)
+    in_bin = tf.gather(counts, k, batch_dims=1)
+    before = tf.gather(cumulative, k, batch_dims=1) - in_bin
+    inside = tf.math.divide_no_nan(target - before, in_bin)
+    width = tf.where(hi > lo, (hi - lo) / bins, 0.0)
+    value = tf.clip_by_value(lo + (tf.cast(k, tf.float32) + inside) * width, lo, hi)
+    return tf.where(total > 0, value, _NAN)
+
+
+def _count(mask: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_sum(tf.cast(mask, tf.float32))
+
+
+class Reductions:
+    """The shared reductions of a list of tensors, as `[n]` vectors, computed on first use.
+
+    Statistics in `STATS` are functions of a `Reductions`: asking for `std` alone costs the
+    moment pass, asking for `p50` adds the histograms.
+
+    Args:
+        tensors: float tensors of any shapes (cast to float32).
+        bins: histogram bins.
+        bounds: per tensor, the `(low, high)` range of a bounded activation (tanh: (-1, 1))
+            for `frac_saturated`, or None where saturation does not apply.
+        saturation_threshold: a value is saturated beyond `threshold` of the way to a bound:
+            tanh |a| > 0.99, sigmoid outside [0.01, 0.99] for the default 0.99.
+        units: per tensor, whether its last axis holds units (an activation), for
+            `frac_dead_units`.
+        max_histogram_values: subsample size for the histograms and percentiles.
+    """
+
+    def __init__(
+        self,
+        tensors: Sequence[tf.Tensor],
+        *,
+        bins: int = DEFAULT_BINS,
+        bounds: Sequence[tuple[float, float] | None] | None = None,
+        saturation_threshold: float = 0.99,
+        units: Sequence[bool] | None = None,
+        max_histogram_values: int = MAX_HISTOGRAM_VALUES,
+    ) -> None:
+        self.tensors = [tf.cast(t, tf.float32) for t in tensors]
+        self.flats = [tf.reshape(t, [-1]) for t in self.tensors]
+        self.bins = bins
+        self.bounds = list(bounds) if bounds is not None else [None] * len(self.tensors)
+        self.saturation_threshold = saturation_threshold
+        self.units = list(units) if units is not None else [False] * len(self.tensors)
+        self.max_histogram_values = max_histogram_values
+        # Built here, not lazily: a tensor first made inside a `tf.cond` branch is not
+        # visible outside it.
+        self.size = tf.stack([tf.cast(tf.size(f), tf.float32) for f in self.flats])
+
+    @functools.cached_property
+    def _moments(self) -> tuple[tf.Tensor, ...]:
+        """`(count, nan_count, mean, variance, min, max)`, each `[n]`, over finite values."""
+        total = tf.stack([tf.reduce_sum(f) for f in self.flats])
+        total_sq = 2.0 * tf.stack([tf.nn.l2_loss(f) for f in self.flats])
+        low = tf.stack([tf.reduce_min(f) for f in self.flats])
+        high = tf.stack([tf.reduce_max(f) for f in self.flats])
+
+        def finite_moments():
+            mean = total / self.size
+            variance = total_sq / self.size - tf.square(mean)
+            cancelled = (variance <= _CANCELLATION_RATIO * tf.square(mean)) & (mean != 0.0)
+            variance = tf.cond(
+                tf.reduce_any(cancelled),
+                lambda: self._centered_variance(mean, masked=False),
+                lambda: variance,
+            )
+            return self.size, tf.zeros_like(total), mean, variance, low, high
+
+        # NaN or Inf anywhere makes a sum non-finite (so can huge finite values: the masked
+        # branch is exact either way).
+        all_finite = tf.reduce_all(tf.math.is_finite(total) & tf.math.is_finite(total_sq))
+        return tf.cond(all_finite, finite_moments, self._masked_moments)
+
+    def _centered_variance(self, mean: tf.Tensor, masked: bool) -> tf.Tensor:
+        sums, counts = [], []
+        for i, f in enumerate(self.flats):
+            centered = f - mean[i]
+            if masked:
+                finite = tf.math.is_finite(f)
+                centered = tf.where(finite, centered, 0.0)
+                counts.append(_count(finite))
+            sums.append(tf.reduce_sum(tf.square(centered)))
+        return tf.stack(sums) / (tf.stack(counts) if masked else self.size)
+
+    def _masked_moments(self) -> tuple[tf.Tensor, ...]:
+        finite = [tf.math.is_finite(f) for f in self.flats]
+        count = tf.stack([_count(m) for m in finite])
+        nan_count = tf.stack([_count(tf.math.is_nan(f)) for f in self.flats])
+        mean = tf.stack(
+            [tf.reduce_sum(tf.where(m, f, 0.0)) for f, m in zip(self.flats, finite, strict=True)]
+        )
+        mean /= count
+        low = tf.stack(
+            [
+                tf.reduce_min(tf.where(m, f, math.inf))
+                for f, m in zip(self.flats, finite, strict=True)
+            ]
+        )
+        high = tf.stack(
+            [
+                tf.reduce_max(tf.where(m, f, -math.inf))
+                for f, m in zip(self.flats, finite, strict=True)
+            ]
+        )
+        empty = count == 0
+        return (
+            count,
+            nan_count,
+            mean,
+            self._centered_variance(mean, masked=True),
+            tf.where(empty, _NAN, low),
+            tf.where(empty, _NAN, high),
+        )
+
+    @property
+    def count(self) -> tf.Tensor:
+        """Number of finite values per tensor."""
+        return self._moments[0]
+
+    @property
+    def nan_count(self) -> tf.Tensor:
+        return self._moments[1]
+
+    @property
+    def mean(self) -> tf.Tensor:
+        return self._moments[2]
+
+    @property
+    def variance(self) -> tf.Tensor:
+        return tf.maximum(self._moments[3], 0.0)
+
+    @property
+    def min(self) -> tf.Tensor:
+        return self._moments[4]
+
+    @property
+    def max(self) -> tf.Tensor:
+        return self._moments[5]
+
+    @functools.cached_property
+    def histograms(self) -> tf.Tensor:
+        """`[n, bins]` counts over [min, max] of each tensor, scaled to its finite count."""
+        samples = tf.stack([strided_sample(t, self.max_histogram_values) for t in self.tensors])
+        counts = histograms(samples, self.min, self.max, self.bins)
+        scale = tf.math.divide_no_nan(self.count, tf.reduce_sum(counts, axis=-1))
+        return counts * scale[:, None]
+
+    def percentile(self, q: float) -> tf.Tensor:
+        return percentiles_from_histograms(self.histograms, self.min, self.max, q)
+
+    def frac_zero(self) -> tf.Tensor:
+        def finite_zeros():
+            # sign(x)^2 is 1 exactly where x != 0: two cheap passes, no boolean cast.
+            return self.size - 2.0 * tf.stack([tf.nn.l2_loss(tf.sign(f)) for f in self.flats])
+
+        def masked_zeros():
+            return tf.stack([_count(tf.equal(f, 0.0)) for f in self.flats])
+
+        zeros = tf.cond(tf.reduce_all(self.count == self.size), finite_zeros, masked_zeros)
+        return zeros / self.count
+
+    def frac_saturated(self) -> tf.Tensor:
+        counts = []
+        for f, bounds in zip(self.flats, self.bounds, strict=True):
+            if bounds is None:
+                counts.append(tf.constant(_NAN))
+                continue
+            low, high = bounds
+            margin = (1.0 - self.saturation_threshold) * max(abs(low), abs(high))
+            counts.append(_count((f < low + margin) | (f > high - margin)))
+        return tf.stack(counts) / self.count
+
+    def frac_dead_units(self) -> tf.Tensor:
+        fractions = []
+        for t, units in zip(self.tensors, self.units, strict=True):
+            if not units:
+                fractions.append(tf.constant(_NAN))
+                continue
+            t = t if t.shape.rank > 1 else t[:, None]
+            # NaN != 0 is True: a unit that produced NaN is broken, not dead.
+            alive = tf.reduce_any(tf.not_equal(t, 0.0), axis=list(range(t.shape.rank - 1)))
+            fractions.append(1.0 - tf.reduce_mean(tf.cast(alive, tf.float32)))
+        return tf.stack(fractions)
+
+
+StatFunction = Callable[[Reductions], tf.Tensor]
+
+STATS: dict[str, StatFunction] = {
+    "mean": lambda r: r.mean,
+    "std": lambda r: tf.sqrt(r.variance),
+    "min": lambda r: r.min,
+    "max": lambda r: r.max,
+    "rms": lambda r: tf.sqrt(r.variance + tf.square(r.mean)),
+    "p1": lambda r: r.percentile(1.0),
+    "p50": lambda r: r.percentile(50.0),
+    "p99": lambda r: r.percentile(99.0),
+    "frac_zero": Reductions.frac_zero,
+    "frac_saturated": Reductions.frac_saturated,
+    "frac_dead_units": Reductions.frac_dead_units,
+    "nan_count": lambda r: r.nan_count,
+    "inf_count": lambda r: r.size - r.count - r.nan_count,
+}
+
+STAT_NAMES: tuple[str, ...] = tuple(STATS)
+
+
+def reduce_tensors(
+    tensors: Sequence[tf.Tensor],
+    stats: Sequence[str] = STAT_NAMES,
+    *,
+    bins: int = DEFAULT_BINS,
+    bounds: Sequence[tuple[float, float] | None] | None = None,
+    saturation_threshold: float = 0.99,
+    units: Sequence[bool] | None = None,
+    with_histograms: bool = False,
+    max_histogram_values: int = MAX_HISTOGRAM_VALUES,
+) -> tuple[tf.Tensor, tf.Tensor | None]:
+    """Reduce each tensor to a row of statistics (and optionally its histogram).
+
+    Args:
+        tensors: float tensors of any shapes.
+        stats: names from `STAT_NAMES`, in the order wanted.
+        bins: histogram bins (percentiles and `with_histograms`).
+        bounds: per tensor, bounded-activation range for `frac_saturated` (see `Reductions`).
+        saturation_threshold: see `Reductions`.
+        units: per tensor, whether the last axis holds units, for `frac_dead_units`.
+        with_histograms: also return `[n, bins + 2]` = `[min, max, counts...]` per tensor.
+        max_histogram_values: subsample size for the histograms and percentiles.
+
+    Returns:
+        `(values, histograms)`: float32 `[len(tensors), len(stats)]` and the histograms or None.
+    """
+    r = Reductions(
+        tensors,
+        bins=bins,
+        bounds=bounds,
+        saturation_threshold=saturation_threshold,
+        units=units,
+        max_histogram_values=max_histogram_values,
+    )
+    values = tf.stack([tf.cast(STATS[name](r), tf.float32) for name in stats], axis=1)
+    if not with_histograms:
+        return values, None
+    return values, tf.concat([r.min[:, None], r.max[:, None], r.histograms], axis=1)
