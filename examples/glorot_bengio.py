@@ -7,21 +7,14 @@ keeps both about constant. Five tanh layers of 1000 units as in the paper. Run:
 `python examples/glorot_bengio.py [--out DIR] [--smoke]`.
 """
 
-import argparse
 import os
+
+from _common import parse_args
 
 from keras_initx import plots
 from keras_initx.experiments import depth_sweep, sweep_table
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--out", default="runs/examples/glorot_bengio")
-parser.add_argument(
-    "--smoke",
-    action="store_true",
-    default=os.environ.get("KERAS_INITX_SMOKE") == "1",
-    help="tiny sizes, for tests (also KERAS_INITX_SMOKE=1)",
-)
-args = parser.parse_args()
+args = parse_args(__doc__, "runs/examples/glorot_bengio")
 width, samples = (30, 50) if args.smoke else (1000, 1000)
 
 initializers = {

@@ -8,26 +8,18 @@ to Keras' own curves. The diagnosis of step 0 says whether the initialization is
 `tensorboard --logdir DIR`.
 """
 
-import argparse
 import os
 
 import keras
 import numpy as np
+from _common import parse_args
 from sklearn.datasets import load_digits
 
 from keras_initx import plots
 from keras_initx.callbacks import LayerStats
 from keras_initx.diagnose import diagnose, format_findings
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--out", default="runs/examples/layerstats")
-parser.add_argument(
-    "--smoke",
-    action="store_true",
-    default=os.environ.get("KERAS_INITX_SMOKE") == "1",
-    help="one epoch, for tests (also KERAS_INITX_SMOKE=1)",
-)
-args = parser.parse_args()
+args = parse_args(__doc__, "runs/examples/layerstats", smoke="one epoch")
 
 x, y = load_digits(return_X_y=True)
 x = (x / 16.0).astype("float32")

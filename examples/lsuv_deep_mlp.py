@@ -9,26 +9,18 @@ plain SGD, and writes the LSUV table to `lsuv.csv`. Run:
 `python examples/lsuv_deep_mlp.py [--out DIR] [--smoke]` (or KERAS_INITX_SMOKE=1).
 """
 
-import argparse
 import os
 
 import keras
 import numpy as np
 import pandas as pd
+from _common import parse_args
 from sklearn.datasets import load_digits
 
 from keras_initx.capture import build_probe
 from keras_initx.lsuv import lsuv
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--out", default="runs/examples/lsuv_deep_mlp")
-parser.add_argument(
-    "--smoke",
-    action="store_true",
-    default=os.environ.get("KERAS_INITX_SMOKE") == "1",
-    help="tiny sizes, for tests (also KERAS_INITX_SMOKE=1)",
-)
-args = parser.parse_args()
+args = parse_args(__doc__, "runs/examples/lsuv_deep_mlp")
 depth, width, epochs, n_train = (4, 16, 1, 300) if args.smoke else (20, 64, 5, 1200)
 batch = 256  # the LSUV batch: training examples whose statistics set each layer's scale
 

@@ -6,22 +6,15 @@ ratio 1/sqrt(2) per layer). He's variance 2/n compensates exactly; LSUV finds th
 data. Run: `python examples/relu_glorot_vs_he.py [--out DIR] [--smoke]`.
 """
 
-import argparse
 import os
+
+from _common import parse_args
 
 from keras_initx import plots
 from keras_initx.diagnose import diagnose, format_findings
 from keras_initx.experiments import depth_sweep, sweep_table
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--out", default="runs/examples/relu")
-parser.add_argument(
-    "--smoke",
-    action="store_true",
-    default=os.environ.get("KERAS_INITX_SMOKE") == "1",
-    help="tiny sizes, for tests (also KERAS_INITX_SMOKE=1)",
-)
-args = parser.parse_args()
+args = parse_args(__doc__, "runs/examples/relu")
 depth, width, samples = (3, 20, 50) if args.smoke else (10, 500, 1000)
 
 frame = depth_sweep(["glorot_normal", "he_normal", "lsuv"], depth=depth, width=width,

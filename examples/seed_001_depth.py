@@ -5,21 +5,14 @@ Reproduces the tutorial's three tables (per-layer mean and std of the activation
 the per-layer histograms. Run: `python examples/seed_001_depth.py [--out DIR] [--smoke]`.
 """
 
-import argparse
 import os
+
+from _common import parse_args
 
 from keras_initx import plots
 from keras_initx.experiments import SEED_001_INITIALIZERS, depth_sweep
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--out", default="runs/examples/seed_001")
-parser.add_argument(
-    "--smoke",
-    action="store_true",
-    default=os.environ.get("KERAS_INITX_SMOKE") == "1",
-    help="tiny sizes, for tests (also KERAS_INITX_SMOKE=1)",
-)
-args = parser.parse_args()
+args = parse_args(__doc__, "runs/examples/seed_001")
 depth, width, samples = (3, 20, 50) if args.smoke else (10, 500, 1000)
 
 frame, histograms = depth_sweep(

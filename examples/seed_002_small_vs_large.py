@@ -6,22 +6,15 @@ The blog's experiment, for tanh and for the logistic sigmoid: `0.01 * randn` mak
 `python examples/seed_002_small_vs_large.py [--out DIR] [--smoke]`.
 """
 
-import argparse
 import os
+
+from _common import parse_args
 
 from keras_initx import plots
 from keras_initx.diagnose import diagnose, format_findings
 from keras_initx.experiments import depth_sweep, sweep_table
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--out", default="runs/examples/seed_002")
-parser.add_argument(
-    "--smoke",
-    action="store_true",
-    default=os.environ.get("KERAS_INITX_SMOKE") == "1",
-    help="tiny sizes, for tests (also KERAS_INITX_SMOKE=1)",
-)
-args = parser.parse_args()
+args = parse_args(__doc__, "runs/examples/seed_002")
 samples = 20 if args.smoke else 1000  # the blog pushes one input; more rows give stable stds
 
 initializers = {

@@ -8,21 +8,14 @@ why output weights alone may start at zero). Run:
 `python examples/zero_init_symmetry.py [--out DIR] [--smoke]`.
 """
 
-import argparse
 import os
+
+from _common import parse_args
 
 from keras_initx import plots
 from keras_initx.experiments import compare_training
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--out", default="runs/examples/symmetry")
-parser.add_argument(
-    "--smoke",
-    action="store_true",
-    default=os.environ.get("KERAS_INITX_SMOKE") == "1",
-    help="one epoch, for tests (also KERAS_INITX_SMOKE=1)",
-)
-args = parser.parse_args()
+args = parse_args(__doc__, "runs/examples/symmetry", smoke="one epoch")
 
 result = compare_training(
     {"zeros": "zeros", "constant 0.1": "constant(value=0.1)", "glorot_uniform": "glorot_uniform"},

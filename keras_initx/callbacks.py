@@ -23,6 +23,7 @@ from keras_initx.capture import GRADIENT_TENSORS, Probe, ProbeResult, build_prob
 from keras_initx.diagnose import diagnose, format_findings
 from keras_initx.sinks import FrameSink, TensorBoardSink
 from keras_initx.stats import DEFAULT_BINS, STAT_NAMES
+from keras_initx.validation import check_int
 
 __all__ = ["LayerStats", "log_spaced_steps"]
 
@@ -120,16 +121,7 @@ class LayerStats(keras.callbacks.Callback):
         super().__init__()
         self.probe = _validated_probe(probe, tensors)
         self.log_dir = None if log_dir is None else os.fspath(log_dir)
-        if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int):
-            raise TypeError(
-                "Invalid type for argument `every_n_steps`. "
-                f"Received: every_n_steps={every_n_steps!r}. Expected an int >= 1."
-            )
-        if every_n_steps < 1:
-            raise ValueError(
-                "Invalid value for argument `every_n_steps`. "
-                f"Received: every_n_steps={every_n_steps!r}. Expected an int >= 1."
-            )
+        check_int("every_n_steps", every_n_steps, 1)
         if schedule not in _SCHEDULES:
             raise ValueError(
                 f"Invalid value for argument `schedule`. Received: schedule={schedule!r}. "

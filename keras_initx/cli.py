@@ -339,10 +339,14 @@ def _list(args: argparse.Namespace) -> int:
     from keras_initx.experiments import known_initializers
     from keras_initx.initializers import list_initializers
 
-    described = list_initializers()
-    width = max(map(len, described))
+    described = list_initializers(data_driven=False)
+    data_driven = {k: v for k, v in list_initializers().items() if k not in described}
+    width = max(map(len, [*described, *data_driven]))
     print("keras_initx initializers (string names for kernel_initializer=...):")
     for name, description in described.items():
+        print(f"  {name:<{width}}  {description}")
+    print("\nData-driven initializations (functions to call on a built model):")
+    for name, description in data_driven.items():
         print(f"  {name:<{width}}  {description}")
     others = [name for name in known_initializers() if name not in described]
     print("\nAlso accepted by `sweep --init` (Keras built-ins and the data-driven lsuv):")

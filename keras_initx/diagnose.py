@@ -23,16 +23,16 @@ Finding kinds, in the order they are reported for a layer:
 | `dead_units` | `frac_dead_units` above `dead_threshold` (units that output 0 for every example) |
 
 Each finding carries a suggested initializer for the layer's activation (`suggest_initializer`).
-This module is pure pandas: it imports nothing from the rest of the package, so the callback can
-use it at step 0.
+This module is pure pandas: it imports nothing from the rest of the package but the pure-Python
+`keras_initx.validation`, so the callback can use it at step 0.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
+
+from keras_initx.validation import check_number
 
 __all__ = ["FINDING_COLUMNS", "diagnose", "format_findings", "suggest_initializer"]
 
@@ -155,10 +155,10 @@ def diagnose(
             "Invalid type for argument `frame`. "
             f"Received: frame of type {type(frame).__name__}. Expected a pandas DataFrame."
         )
-    _check_number("factor", factor, low=1.0, low_inclusive=False, high=math.inf)
-    _check_number("trend_factor", trend_factor, low=1.0, low_inclusive=False, high=math.inf)
-    _check_number("saturated_threshold", saturated_threshold, low=0.0, high=1.0)
-    _check_number("dead_threshold", dead_threshold, low=0.0, high=1.0)
+    check_number("factor", factor, low=1.0, low_inclusive=False)
+    check_number("trend_factor", trend_factor, low=1.0, low_inclusive=False)
+    check_number("saturated_threshold", saturated_threshold, low=0.0, high=1.0)
+    check_number("dead_threshold", dead_threshold, low=0.0, high=1.0)
     signals = _signals(frame, step)
     rows = [
         *_nonfinite(signals),
@@ -208,30 +208,6 @@ def format_findings(findings: pd.DataFrame, max_per_group: int | None = 6) -> st
             kinds = ", ".join(sorted(group["kind"].iloc[len(shown) :].unique()))
             lines.append(f"  ... and {hidden} more ({kinds}).")
     return "\n".join(lines)
-
-
-def _check_number(
-    name: str,
-    value: float,
-    *,
-    low: float,
-    high: float,
-    low_inclusive: bool = True,
-) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(
-            f"Invalid type for argument `{name}`. Received: {name}={value!r} of type "
-            f"{type(value).__name__}. Expected a number."
-        )
-    too_low = value < low or (value == low and not low_inclusive)
-    if math.isnan(value) or too_low or value > high:
-        if math.isinf(high):
-            expected = f"a number {'>=' if low_inclusive else '>'} {low}"
-        else:
-            expected = f"a number in {'[' if low_inclusive else '('}{low}, {high}]"
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Received: {name}={value!r}. Expected {expected}."
-        )
 
 
 def _signals(frame: pd.DataFrame, step: int | None) -> pd.DataFrame:

@@ -36,6 +36,7 @@ from keras_initx import stats
 from keras_initx.callbacks import LayerStats
 from keras_initx.initializers import list_initializers
 from keras_initx.lsuv import lsuv
+from keras_initx.validation import check_int
 
 __all__ = [
     "SEED_001_INITIALIZERS",
@@ -82,7 +83,7 @@ def known_initializers() -> list[str]:
         for name in dir(keras.initializers)
         if name[0].islower() and name not in _KERAS_HELPERS
     }
-    return sorted(builtins | set(list_initializers()) | {_LSUV})
+    return sorted(builtins | set(list_initializers(data_driven=False)) | {_LSUV})
 
 
 def known_activations() -> list[str]:
@@ -295,9 +296,9 @@ def depth_sweep(
         ("n_samples", n_samples, 2),
         ("bins", bins, 1),
     ):
-        _check_int(name, value, low)
+        check_int(name, value, low)
     if input_dim is not None:
-        _check_int("input_dim", input_dim, 1)
+        check_int("input_dim", input_dim, 1)
     _check_activation(activation)
     input_dim = width if input_dim is None else input_dim
 
@@ -451,9 +452,9 @@ def compare_training(
         >>> result.symmetry  # distinct_units == 1 for every layer of the zeros run
     """
     labelled = resolve_initializers(initializers)
-    _check_int("epochs", epochs, 1)
-    _check_int("batch_size", batch_size, 1)
-    _check_int("every_n_steps", every_n_steps, 1)
+    check_int("epochs", epochs, 1)
+    check_int("batch_size", batch_size, 1)
+    check_int("every_n_steps", every_n_steps, 1)
     (x_train, y_train), (x_val, y_val) = _load(data, seed)
     model_fn = digits_mlp if model_fn is None else model_fn
     histories, frames, symmetry = [], [], []
@@ -742,19 +743,6 @@ def _parse_kwargs(spec: str, args: str) -> dict[str, Any]:
 
 def _spec_error(spec: str, expected: str) -> str:
     return f"Invalid value for argument `initializers`. Received: {spec!r}. {expected}"
-
-
-def _check_int(name: str, value: object, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(
-            f"Invalid type for argument `{name}`. Received: {name}={value!r} of type "
-            f"{type(value).__name__}. Expected an int."
-        )
-    if value < low:
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Received: {name}={value!r}. "
-            f"Expected an int >= {low}."
-        )
 
 
 def _check_activation(activation: str) -> None:

@@ -20,6 +20,7 @@ import pandas as pd
 
 from keras_initx.capture import LayerInfo, build_probe, find_layers
 from keras_initx.initializers.orthogonal import OrthogonalGain
+from keras_initx.validation import check_int, check_number
 
 __all__ = ["LSUV_COLUMNS", "check_model_input", "lsuv"]
 
@@ -100,13 +101,9 @@ def lsuv(
     Reference:
         Mishkin & Matas, "All you need is a good init", ICLR 2016 (arXiv:1511.06422, 2015).
     """
-    _check_number(target_std, "target_std", "a finite number > 0")
-    _check_number(tol, "tol", "a finite number > 0")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-        raise ValueError(
-            "Invalid value for argument `max_iter`. "
-            f"Received: max_iter={max_iter!r}. Expected an int >= 1."
-        )
+    check_number("target_std", target_std, low=0, low_inclusive=False, high_inclusive=False)
+    check_number("tol", tol, low=0, low_inclusive=False, high_inclusive=False)
+    check_int("max_iter", max_iter, 1)
     if not isinstance(orthogonal, bool):
         raise TypeError(
             "Invalid type for argument `orthogonal`. "
@@ -226,16 +223,3 @@ def _kernel_layers(model: keras.Model, layers: str | None) -> list[LayerInfo]:
 
 def _rescalable(std: float) -> bool:
     return math.isfinite(std) and std > 0
-
-
-def _check_number(value: float, argument: str, expected: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(
-            f"Invalid type for argument `{argument}`. "
-            f"Received: {argument}={value!r} of type {type(value).__name__}. Expected {expected}."
-        )
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(
-            f"Invalid value for argument `{argument}`. "
-            f"Received: {argument}={value!r}. Expected {expected}."
-        )

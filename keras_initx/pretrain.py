@@ -8,14 +8,13 @@ what it does to a network's statistics, and `pretrain_layerwise` returns the rec
 
 from __future__ import annotations
 
-import math
-
 import keras
 import numpy as np
 import pandas as pd
 
 from keras_initx.capture import LayerInfo, find_layers
 from keras_initx.lsuv import check_model_input
+from keras_initx.validation import check_int, check_number
 
 __all__ = ["PRETRAIN_COLUMNS", "pretrain_layerwise"]
 
@@ -106,10 +105,10 @@ def pretrain_layerwise(
         Networks", NIPS 2007. Vincent, Larochelle, Bengio & Manzagol, "Extracting and Composing
         Robust Features with Denoising Autoencoders", ICML 2008.
     """
-    _check_positive_int(epochs_per_layer, "epochs_per_layer")
-    _check_positive_int(batch_size, "batch_size")
-    _check_number(noise, "noise", allow_zero=True)
-    _check_number(learning_rate, "learning_rate", allow_zero=False)
+    check_int("epochs_per_layer", epochs_per_layer, 1)
+    check_int("batch_size", batch_size, 1)
+    check_number("noise", noise, low=0, high_inclusive=False)
+    check_number("learning_rate", learning_rate, low=0, low_inclusive=False, high_inclusive=False)
     x = check_model_input(model, x, "x")
     layers = _chain_layers(model)
     infos = {id(info.layer): info for info in find_layers(model)}
@@ -263,25 +262,3 @@ def _apply(layers: list[keras.layers.Layer], x: np.ndarray, batch_size: int) -> 
             out = layer(out, training=False)
         outputs.append(keras.ops.convert_to_numpy(out))
     return np.concatenate(outputs)
-
-
-def _check_positive_int(value: int, argument: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"Invalid value for argument `{argument}`. "
-            f"Received: {argument}={value!r}. Expected a positive int."
-        )
-
-
-def _check_number(value: float, argument: str, allow_zero: bool) -> None:
-    valid = (
-        not isinstance(value, bool)
-        and isinstance(value, (int, float))
-        and math.isfinite(value)
-        and (value > 0 or (allow_zero and value == 0))
-    )
-    if not valid:
-        raise ValueError(
-            f"Invalid value for argument `{argument}`. Received: {argument}={value!r}. "
-            f"Expected a finite number {'>= 0' if allow_zero else '> 0'}."
-        )

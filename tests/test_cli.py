@@ -25,7 +25,7 @@ def test_list(capsys):
     assert main(["list"]) == 0
     text = capsys.readouterr().out
     assert "lecun_1_over_sqrt_d" in text and "sigmoid_glorot_uniform" in text
-    assert "he_normal" in text and "lsuv" in text
+    assert "he_normal" in text and "lsuv" in text and "pretrain_layerwise" in text
 
 
 def test_sweep_writes_tables_plots_and_diagnosis(tmp_path, capsys):

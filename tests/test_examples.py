@@ -1,4 +1,4 @@
-"""Smoke-run every example at toy sizes (`--smoke --out DIR`, the examples' shared flags), all
+"""Smoke-run every example at toy sizes (`--smoke --out DIR`, examples/_common.py's flags), all
 in ONE subprocess (one TensorFlow import instead of one per script), and check what each printed
 and wrote."""
 
@@ -17,6 +17,7 @@ for path in sys.argv[2:]:
     name = path.rsplit("/", 1)[-1][:-3]
     print(f"@@@ begin {name}", flush=True)
     sys.argv = [path, "--smoke", "--out", f"{out}/{name}"]
+    sys.path.insert(0, path.rsplit("/", 1)[0])  # as `python examples/x.py` does, for _common
     try:
         runpy.run_path(path, run_name="__main__")
         print(f"@@@ ok {name}", flush=True)
@@ -57,7 +58,8 @@ def runs(tmp_path_factory):
 
 
 def test_every_example_is_tested():
-    assert sorted(p.stem for p in EXAMPLES.glob("*.py")) == sorted(EXPECTED)
+    scripts = [p.stem for p in EXAMPLES.glob("*.py") if not p.stem.startswith("_")]  # _common
+    assert sorted(scripts) == sorted(EXPECTED)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

@@ -281,7 +281,9 @@ def test_register_is_idempotent_and_keeps_keras_builtins():
 
 def test_list_initializers():
     listed = list_initializers()
-    assert list(listed) == list(INITIALIZERS)
+    assert list(listed) == [*INITIALIZERS, "lsuv", "pretrain_layerwise"]
+    assert list(list_initializers(data_driven=False)) == list(INITIALIZERS)
+    assert "Mishkin & Matas" in listed["lsuv"]
     assert listed["pytorch_default"].startswith("Alias of `lecun_1_over_sqrt_d`")
     assert all(text and "\n" not in text for text in listed.values())
 

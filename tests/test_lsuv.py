@@ -229,9 +229,9 @@ def test_unbuilt_sequential_is_built_from_the_batch():
         ({"target_std": 0.0}, r"`target_std`\. Received: target_std=0\.0\. Expected a finite"),
         ({"target_std": -1.0}, r"`target_std`\. Received: target_std=-1\.0"),
         ({"target_std": float("nan")}, r"`target_std`\. Received: target_std=nan"),
+        ({"target_std": float("inf")}, r"`target_std`\. Received: target_std=inf\. Expected a fin"),
         ({"tol": 0}, r"`tol`\. Received: tol=0\. Expected a finite number > 0"),
         ({"max_iter": 0}, r"`max_iter`\. Received: max_iter=0\. Expected an int >= 1"),
-        ({"max_iter": 2.5}, r"`max_iter`\. Received: max_iter=2\.5"),
     ],
 )
 def test_bad_arguments_name_argument_and_value(kwargs, pattern):
@@ -241,12 +241,17 @@ def test_bad_arguments_name_argument_and_value(kwargs, pattern):
 
 
 @pytest.mark.parametrize(
-    "kwargs, argument",
-    [({"target_std": "1"}, "target_std"), ({"orthogonal": "yes"}, "orthogonal")],
+    "kwargs, pattern",
+    [
+        ({"target_std": "1"}, r"`target_std`\. Received: target_std='1' of type str\. Expected"),
+        ({"orthogonal": "yes"}, r"`orthogonal`\. Received: orthogonal='yes'\. Expected True"),
+        ({"max_iter": 2.5}, r"`max_iter`\. Received: max_iter=2\.5 of type float\. Expected an "
+                            r"int >= 1"),
+    ],
 )
-def test_wrong_types_are_type_errors(kwargs, argument):
+def test_wrong_types_are_type_errors(kwargs, pattern):
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    with pytest.raises(TypeError, match=f"Invalid type for argument `{argument}`"):
+    with pytest.raises(TypeError, match="Invalid type for argument " + pattern):
         lsuv(model, np.ones((8, 4)), **kwargs)
 
 

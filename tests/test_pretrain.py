@@ -152,7 +152,6 @@ def test_x_that_does_not_fit_the_model_is_rejected():
     "kwargs, argument",
     [
         ({"epochs_per_layer": 0}, "epochs_per_layer"),
-        ({"batch_size": 2.5}, "batch_size"),
         ({"noise": -0.1}, "noise"),
         ({"noise": float("nan")}, "noise"),
         ({"learning_rate": 0.0}, "learning_rate"),
@@ -161,6 +160,12 @@ def test_x_that_does_not_fit_the_model_is_rejected():
 def test_bad_arguments_name_the_argument(kwargs, argument):
     with pytest.raises(ValueError, match=f"Invalid value for argument `{argument}`"):
         pretrain_layerwise(make_mlp(), np.zeros((8, 64)), **kwargs)
+
+
+def test_non_int_batch_size_is_a_type_error():
+    pattern = r"`batch_size`\. Received: batch_size=2\.5 of type float\. Expected an int >= 1\."
+    with pytest.raises(TypeError, match="Invalid type for argument " + pattern):
+        pretrain_layerwise(make_mlp(), np.zeros((8, 64)), batch_size=2.5)
 
 
 def test_non_model_is_a_type_error():

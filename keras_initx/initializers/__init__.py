@@ -21,6 +21,7 @@ from keras_initx.initializers.uniform import (
 )
 
 __all__ = [
+    "DATA_DRIVEN",
     "INITIALIZERS",
     "DeltaOrthogonal",
     "LecunOneOverSqrtD",
@@ -46,8 +47,22 @@ INITIALIZERS: dict[str, type[keras.initializers.Initializer]] = {
 }
 
 
-def list_initializers() -> dict[str, str]:
+# Initializations no fixed formula gives: functions of a built model and data, so they have no
+# string name for `kernel_initializer=`. Listed for discovery; they live above this package.
+DATA_DRIVEN: dict[str, str] = {
+    "lsuv": "Data-driven: `keras_initx.lsuv(model, x_batch)` rescales each layer's kernel to unit "
+    "pre-activation std on a batch (Mishkin & Matas 2016).",
+    "pretrain_layerwise": "Data-driven, historical: `keras_initx.pretrain_layerwise(model, x)`, "
+    "greedy layer-wise denoising-autoencoder pretraining (Hinton & Salakhutdinov 2006).",
+}
+
+
+def list_initializers(data_driven: bool = True) -> dict[str, str]:
     """Every registered string name with a one-line description, in registry order.
+
+    Args:
+        data_driven: also list the data-driven initializations (`DATA_DRIVEN`), which are
+            functions to call on a built model, not names for `kernel_initializer=`.
 
     Example:
         >>> list_initializers()["sparse"]
@@ -59,7 +74,7 @@ def list_initializers() -> dict[str, str]:
         summary = cls.__doc__.strip().splitlines()[0]
         first = canonical.setdefault(cls, name)
         described[name] = summary if first == name else f"Alias of `{first}`: {summary}"
-    return described
+    return {**described, **DATA_DRIVEN} if data_driven else described
 
 
 def register() -> None:
