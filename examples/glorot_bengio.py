@@ -9,10 +9,10 @@ keeps both about constant. Five tanh layers of 1000 units as in the paper. Run:
 
 import os
 
-from _common import parse_args
-
 from keras_initx import plots
 from keras_initx.experiments import depth_sweep, sweep_table
+
+from _common import parse_args
 
 args = parse_args(__doc__, "runs/examples/glorot_bengio")
 width, samples = (30, 50) if args.smoke else (1000, 1000)

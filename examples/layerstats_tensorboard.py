@@ -12,12 +12,13 @@ import os
 
 import keras
 import numpy as np
-from _common import parse_args
 from sklearn.datasets import load_digits
 
 from keras_initx import plots
 from keras_initx.callbacks import LayerStats
 from keras_initx.diagnose import diagnose, format_findings
+
+from _common import parse_args
 
 args = parse_args(__doc__, "runs/examples/layerstats", smoke="one epoch")
 

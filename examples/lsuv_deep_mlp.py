@@ -14,11 +14,12 @@ import os
 import keras
 import numpy as np
 import pandas as pd
-from _common import parse_args
 from sklearn.datasets import load_digits
 
 from keras_initx.capture import build_probe
 from keras_initx.lsuv import lsuv
+
+from _common import parse_args
 
 args = parse_args(__doc__, "runs/examples/lsuv_deep_mlp")
 depth, width, epochs, n_train = (4, 16, 1, 300) if args.smoke else (20, 64, 5, 1200)

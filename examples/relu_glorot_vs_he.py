@@ -8,11 +8,11 @@ data. Run: `python examples/relu_glorot_vs_he.py [--out DIR] [--smoke]`.
 
 import os
 
-from _common import parse_args
-
 from keras_initx import plots
 from keras_initx.diagnose import diagnose, format_findings
 from keras_initx.experiments import depth_sweep, sweep_table
+
+from _common import parse_args
 
 args = parse_args(__doc__, "runs/examples/relu")
 depth, width, samples = (3, 20, 50) if args.smoke else (10, 500, 1000)

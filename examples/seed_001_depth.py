@@ -7,10 +7,10 @@ the per-layer histograms. Run: `python examples/seed_001_depth.py [--out DIR] [-
 
 import os
 
-from _common import parse_args
-
 from keras_initx import plots
 from keras_initx.experiments import SEED_001_INITIALIZERS, depth_sweep
+
+from _common import parse_args
 
 args = parse_args(__doc__, "runs/examples/seed_001")
 depth, width, samples = (3, 20, 50) if args.smoke else (10, 500, 1000)

@@ -8,11 +8,11 @@ The blog's experiment, for tanh and for the logistic sigmoid: `0.01 * randn` mak
 
 import os
 
-from _common import parse_args
-
 from keras_initx import plots
 from keras_initx.diagnose import diagnose, format_findings
 from keras_initx.experiments import depth_sweep, sweep_table
+
+from _common import parse_args
 
 args = parse_args(__doc__, "runs/examples/seed_002")
 samples = 20 if args.smoke else 1000  # the blog pushes one input; more rows give stable stds

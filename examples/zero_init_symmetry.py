@@ -10,10 +10,10 @@ why output weights alone may start at zero). Run:
 
 import os
 
-from _common import parse_args
-
 from keras_initx import plots
 from keras_initx.experiments import compare_training
+
+from _common import parse_args
 
 args = parse_args(__doc__, "runs/examples/symmetry", smoke="one epoch")
 
