@@ -42,6 +42,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_initx.stats import ACTIVATION_BOUNDS, DEFAULT_BINS, STAT_NAMES, reduce_tensors
+from keras_initx.validation import check_int, check_number
 
 __all__ = [
     "GRADIENT_TENSORS",
@@ -268,31 +269,21 @@ def check_arguments(
         `(tensors, stats)` as tuples in `TENSORS` / `STAT_NAMES` order (all when None).
 
     Raises:
-        TypeError: names not given as a list of strings, or a non-int `histogram_bins`.
+        TypeError: names not given as a list of strings, a non-number `saturation_threshold`
+            or a non-int `histogram_bins`.
         ValueError: unknown or no names, a threshold outside (0, 1), `histogram_bins < 2`.
     """
     tensors = _validated_names(tensors, "tensors", TENSORS)
     stats = _validated_names(stats, "stats", STAT_NAMES)
-    if (
-        isinstance(saturation_threshold, bool)
-        or not isinstance(saturation_threshold, int | float)
-        or not 0.0 < saturation_threshold < 1.0
-    ):
-        raise ValueError(
-            "Invalid value for argument `saturation_threshold`. "
-            f"Received: saturation_threshold={saturation_threshold!r}. "
-            "Expected a number in (0, 1)."
-        )
-    if isinstance(histogram_bins, bool) or not isinstance(histogram_bins, int):
-        raise TypeError(
-            "Invalid type for argument `histogram_bins`. "
-            f"Received: histogram_bins={histogram_bins!r}. Expected an int >= 2."
-        )
-    if histogram_bins < 2:
-        raise ValueError(
-            "Invalid value for argument `histogram_bins`. "
-            f"Received: histogram_bins={histogram_bins!r}. Expected an int >= 2."
-        )
+    check_number(
+        "saturation_threshold",
+        saturation_threshold,
+        low=0,
+        high=1,
+        low_inclusive=False,
+        high_inclusive=False,
+    )
+    check_int("histogram_bins", histogram_bins, 2)
     return tensors, stats
 
 

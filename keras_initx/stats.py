@@ -30,6 +30,7 @@ __all__ = [
     "ACTIVATION_BOUNDS",
     "DEFAULT_BINS",
     "MAX_HISTOGRAM_VALUES",
+    "PERCENTILES",
     "STATS",
     "STAT_NAMES",
     "Reductions",
@@ -41,6 +42,7 @@ __all__ = [
 
 DEFAULT_BINS = 64  # histogram bins: TensorBoard display and percentile resolution (range / 64)
 MAX_HISTOGRAM_VALUES = 4096  # histogram subsample: p1/p99 within ~0.2 percentile point
+PERCENTILES = (1.0, 50.0, 99.0)  # the p1, p50, p99 of `STATS`
 
 # Output range of the bounded activations, for `frac_saturated` (and fixed histogram ranges).
 ACTIVATION_BOUNDS: dict[str, tuple[float, float]] = {
@@ -100,25 +102,30 @@ def histograms(samples: tf.Tensor, lo: tf.Tensor, hi: tf.Tensor, bins: int) -> t
 
 
 def percentiles_from_histograms(
-    counts: tf.Tensor, lo: tf.Tensor, hi: tf.Tensor, q: float
+    counts: tf.Tensor, lo: tf.Tensor, hi: tf.Tensor, q: float | Sequence[float]
 ) -> tf.Tensor:
-    """The `q`-th percentile (0..100) of each row of `counts` `[n, bins]` over [lo, hi] `[n]`.
+    """The `q`-th percentile(s) (0..100) of each row of `counts` `[n, bins]` over [lo, hi] `[n]`.
 
     Linear interpolation inside the bin where the cumulative count crosses q% of the total.
-    NaN for an empty row.
+    NaN for an empty row. A scalar `q` gives `[n]`; a sequence gives `[n, len(q)]` with the same
+    few ops (on CPU each op costs more than the arithmetic on these small tensors).
     """
+    if not isinstance(q, Sequence):
+        return percentiles_from_histograms(counts, lo, hi, [q])[:, 0]
     bins = counts.shape[-1]
     total = tf.reduce_sum(counts, axis=-1)
     cumulative = tf.cumsum(counts, axis=-1)
-    target = q / 100.0 * total
-    # First bin whose cumulative count reaches the target.
-    k = tf.minimum(tf.reduce_sum(tf.cast(cumulative < target[:, None], tf.int32), -1), bins - 1)
+    target = tf.constant(q, tf.float32)[None, :] / 100.0 * total[:, None]
+    # First bin whose cumulative count reaches the target: [n, len(q)].
+    below = tf.cast(cumulative[:, None, :] < target[:, :, None], tf.int32)
+    k = tf.minimum(tf.reduce_sum(below, -1), bins - 1)
     in_bin = tf.gather(counts, k, batch_dims=1)
     before = tf.gather(cumulative, k, batch_dims=1) - in_bin
     inside = tf.math.divide_no_nan(target - before, in_bin)
+    lo, hi = lo[:, None], hi[:, None]
     width = tf.where(hi > lo, (hi - lo) / bins, 0.0)
     value = tf.clip_by_value(lo + (tf.cast(k, tf.float32) + inside) * width, lo, hi)
-    return tf.where(total > 0, value, _NAN)
+    return tf.where(total[:, None] > 0, value, _NAN)
 
 
 def _count(mask: tf.Tensor) -> tf.Tensor:
@@ -262,13 +269,45 @@ class Reductions:
         scale = tf.math.divide_no_nan(self.count, tf.reduce_sum(counts, axis=-1))
         return counts * scale[:, None]
 
+    @functools.cached_property
+    def _percentiles(self) -> tf.Tensor:
+        """`[n, len(PERCENTILES)]`, all read off the histograms at once."""
+        return percentiles_from_histograms(self.histograms, self.min, self.max, PERCENTILES)
+
     def percentile(self, q: float) -> tf.Tensor:
+        if q in PERCENTILES:
+            return self._percentiles[:, PERCENTILES.index(q)]
         return percentiles_from_histograms(self.histograms, self.min, self.max, q)
 
+    @functools.cached_property
+    def _unit_nonzero(self) -> list[tf.Tensor | None]:
+        """Per tensor with units, the number of nonzero (or NaN) values of each unit, `[units]`.
+
+        One pass shared by `frac_dead_units` and `frac_zero`: |sign(x)| is 1 where x != 0 (NaN
+        where x is NaN), summed over all but the last axis by a matmul with ones, the cheapest
+        column sum on CPU.
+        """
+        counts = []
+        for t, units in zip(self.tensors, self.units, strict=True):
+            if not units:
+                counts.append(None)
+                continue
+            columns = tf.reshape(t, [-1, t.shape[-1] if t.shape.rank > 1 else 1])
+            ones = tf.ones([1, columns.shape[0]])
+            counts.append(tf.matmul(ones, tf.abs(tf.sign(columns)))[0])
+        return counts
+
     def frac_zero(self) -> tf.Tensor:
+        # Outside the cond: a tensor first made inside a branch is not visible outside it.
+        unit_nonzero = self._unit_nonzero
+
         def finite_zeros():
             # sign(x)^2 is 1 exactly where x != 0: two cheap passes, no boolean cast.
-            return self.size - 2.0 * tf.stack([tf.nn.l2_loss(tf.sign(f)) for f in self.flats])
+            nonzero = [
+                tf.reduce_sum(counts) if counts is not None else 2.0 * tf.nn.l2_loss(tf.sign(f))
+                for f, counts in zip(self.flats, unit_nonzero, strict=True)
+            ]
+            return self.size - tf.stack(nonzero)
 
         def masked_zeros():
             return tf.stack([_count(tf.equal(f, 0.0)) for f in self.flats])
@@ -284,19 +323,20 @@ class Reductions:
                 continue
             low, high = bounds
             margin = (1.0 - self.saturation_threshold) * max(abs(low), abs(high))
-            counts.append(_count((f < low + margin) | (f > high - margin)))
+            if low == -high:  # one comparison instead of two and an `or`
+                counts.append(_count(tf.abs(f) > high - margin))
+            else:
+                counts.append(_count((f < low + margin) | (f > high - margin)))
         return tf.stack(counts) / self.count
 
     def frac_dead_units(self) -> tf.Tensor:
         fractions = []
-        for t, units in zip(self.tensors, self.units, strict=True):
-            if not units:
+        for counts in self._unit_nonzero:
+            if counts is None:
                 fractions.append(tf.constant(_NAN))
                 continue
-            t = t if t.shape.rank > 1 else t[:, None]
-            # NaN != 0 is True: a unit that produced NaN is broken, not dead.
-            alive = tf.reduce_any(tf.not_equal(t, 0.0), axis=list(range(t.shape.rank - 1)))
-            fractions.append(1.0 - tf.reduce_mean(tf.cast(alive, tf.float32)))
+            # A NaN count is not 0: a unit that produced NaN is broken, not dead.
+            fractions.append(tf.reduce_mean(tf.cast(tf.equal(counts, 0.0), tf.float32)))
         return tf.stack(fractions)
 
 

@@ -105,6 +105,9 @@ def test_histogram_counts_and_percentile_interpolation():
     # Half the mass lies in [1, 2): the median is at the end of that bin.
     assert percentiles_from_histograms(counts, lo, hi, 50.0).numpy()[0] == pytest.approx(2.0)
     assert percentiles_from_histograms(counts, lo, hi, 25.0).numpy()[0] == pytest.approx(1.5)
+    # Several percentiles at once: one column each.
+    both = percentiles_from_histograms(counts, lo, hi, [25.0, 50.0]).numpy()
+    np.testing.assert_allclose(both, [[1.5, 2.0]])
     _, hist = _reduce([np.arange(10, dtype=np.float32)], bins=5, with_histograms=True)
     assert hist[0, :2].tolist() == [0.0, 9.0]
     assert hist[0, 2:].tolist() == [2.0, 2.0, 2.0, 2.0, 2.0]
