@@ -17,9 +17,15 @@ from typing import Any
 import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
-from keras_initx.capture import GRADIENT_TENSORS, Probe, ProbeResult, build_probe, check_arguments
+from keras_initx.capture import (
+    GRADIENT_TENSORS,
+    Probe,
+    ProbeResult,
+    build_probe,
+    check_arguments,
+    input_mismatch,
+)
 from keras_initx.diagnose import diagnose, format_findings
 from keras_initx.sinks import FrameSink, TensorBoardSink
 from keras_initx.stats import DEFAULT_BINS, STAT_NAMES
@@ -340,35 +346,21 @@ def _validated_probe(probe: Any, tensors: Sequence[str] | None) -> tuple:
     return tuple(probe) if len(probe) == 3 else (probe[0], probe[1], None)
 
 
-def _shape_of(value: Any) -> tuple:
-    return tuple(np.shape(value)) if not isinstance(value, tf.Tensor) else tuple(value.shape)
-
-
 def _check_probe_against_inputs(model: keras.Model, x: Any) -> None:
     """Compare the probe's `x` with the model's declared inputs (when it has them)."""
-    try:
-        inputs = model.inputs
-    except (AttributeError, ValueError):
-        return  # subclassed, never called: the first call will tell
-    if not inputs:
-        return
-    expected = [tuple(i.shape) for i in inputs]
     if isinstance(x, dict):
-        names = [i.name for i in inputs]
-        if sorted(x) != sorted(names):
+        try:
+            names = [i.name for i in model.inputs or []]
+        except (AttributeError, ValueError):
+            names = []  # subclassed, never called: the first call will tell
+        if names and sorted(x) != sorted(names):
             raise ValueError(
                 f"Invalid value for argument `probe`. Received: x with keys {sorted(x)}. "
                 f"Expected the model's input names {sorted(names)}."
             )
-        received = [_shape_of(x[n]) for n in names]
-    else:
-        received = [_shape_of(v) for v in (x if isinstance(x, list | tuple) else [x])]
-    if len(received) != len(expected) or any(
-        len(r) != len(e) or any(d is not None and d != s for d, s in zip(e, r, strict=True))
-        for r, e in zip(received, expected, strict=False)
-    ):
-        shown = received[0] if len(received) == 1 else received
-        want = expected[0] if len(expected) == 1 else expected
+    mismatch = input_mismatch(model, x)
+    if mismatch is not None:
+        shown, want = mismatch
         raise ValueError(
             f"Invalid value for argument `probe`. Received: x of shape {shown}. Expected the "
             f"model's input shape {want} (None: any size)."

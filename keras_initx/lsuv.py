@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from keras_initx.capture import LayerInfo, build_probe, find_layers
+from keras_initx.capture import LayerInfo, build_probe, find_layers, input_mismatch
 from keras_initx.initializers.orthogonal import OrthogonalGain
 from keras_initx.validation import check_int, check_number
 
@@ -195,14 +195,11 @@ def check_model_input(model: keras.Model, x: Any, argument: str = "x") -> Any:
         )
     if not model.built:
         model.build((None, *x.shape[1:]))
-    expected = tuple(model.inputs[0].shape)
-    fits = len(expected) == x.ndim and all(
-        want is None or want == got for want, got in zip(expected[1:], x.shape[1:], strict=True)
-    )
-    if not fits:
+    mismatch = input_mismatch(model, x)
+    if mismatch is not None:
         raise ValueError(
             f"Invalid value for argument `{argument}`. Received: {argument} with shape "
-            f"{x.shape}. Expected shape {expected} (the model's input)."
+            f"{x.shape}. Expected shape {mismatch[1]} (the model's input)."
         )
     return x
 

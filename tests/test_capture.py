@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_initx.capture import TENSORS, build_probe, find_layers
+from keras_initx.capture import TENSORS, build_probe, find_layers, input_mismatch
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -269,3 +269,32 @@ def test_gradients_need_a_loss_and_labels(data):
     grad = 2 * data[0].T @ (data[0] @ w + model.layers[0].bias.numpy()) / (32 * 2)
     got = probe(*data).get("s/d", "kernel_grad", "std")
     assert got == pytest.approx(grad.std(), rel=1e-4)
+
+
+def test_input_mismatch_names_received_and_expected_shapes():
+    single = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)])
+    assert input_mismatch(single, np.zeros((4, 8))) is None
+    assert input_mismatch(single, np.zeros((4, 5))) == ((4, 5), (None, 8))
+    assert input_mismatch(single, np.zeros((4, 8, 1))) == ((4, 8, 1), (None, 8))
+
+    a, b = keras.Input((3,), name="a"), keras.Input((2,), name="b")
+    two = keras.Model([a, b], keras.layers.Concatenate()([a, b]))
+    assert input_mismatch(two, [np.zeros((4, 3)), np.zeros((4, 2))]) is None
+    assert input_mismatch(two, {"b": np.zeros((4, 2)), "a": np.zeros((4, 3))}) is None
+    assert input_mismatch(two, [np.zeros((4, 3))]) == ((4, 3), [(None, 3), (None, 2)])
+    assert input_mismatch(two, {"a": np.zeros((4, 3)), "b": np.zeros((4, 9))}) == (
+        [(4, 3), (4, 9)],
+        [(None, 3), (None, 2)],
+    )
+
+
+def test_input_mismatch_is_silent_before_a_subclassed_model_is_called():
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(x)
+
+    assert input_mismatch(Net(), np.zeros((4, 5))) is None
