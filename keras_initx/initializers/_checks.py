@@ -37,18 +37,24 @@ def sampling_dtype(dtype: str) -> str:
     return "float32" if dtype in ("bfloat16", "float16") else dtype
 
 
-def check_kernel_shape(shape: Sequence[int]) -> tuple[int, ...]:
-    """Return `shape` as a tuple of ints, or raise a `ValueError` when its rank is below 2.
+def check_kernel_shape(
+    shape: Sequence[int],
+    min_rank: int = 2,
+    kind: str = "kernel",
+    layout: str = "(fan_in, units) or (*kernel_size, in_channels, filters)",
+) -> tuple[int, ...]:
+    """Return `shape` as a tuple of ints, or raise a `ValueError` when its rank is below
+    `min_rank`.
 
     Initializers that reason about a unit's incoming weights need Keras' kernel layout
-    `(..., in, out)`, i.e. rank >= 2.
+    `(..., in, out)`, i.e. rank >= 2; convolution-only ones ask for more. `kind` and `layout`
+    say, in the message, which shape was expected.
     """
     shape = tuple(int(d) for d in shape)
-    if len(shape) < 2:
+    if len(shape) < min_rank:
         raise ValueError(
             "Invalid value for argument `shape`. "
             f"Received: shape={shape} of rank {len(shape)}. "
-            "Expected a kernel shape of rank >= 2: (fan_in, units) or "
-            "(*kernel_size, in_channels, filters)."
+            f"Expected a {kind} shape of rank >= {min_rank}: {layout}."
         )
     return shape

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_initx.initializers._checks import check_kernel_shape
 from keras_initx.initializers.orthogonal import OrthogonalGain, orthogonal_matrix
 
 __all__ = ["DeltaOrthogonal"]
@@ -40,13 +41,9 @@ class DeltaOrthogonal(OrthogonalGain):
     """
 
     def __call__(self, shape, dtype=None):
-        shape = tuple(int(d) for d in shape)
-        if len(shape) < 3:
-            raise ValueError(
-                "Invalid value for argument `shape`. "
-                f"Received: shape={shape} of rank {len(shape)}. Expected a convolution kernel "
-                "shape of rank >= 3: (*kernel_size, in_channels, out_channels)."
-            )
+        shape = check_kernel_shape(
+            shape, 3, "convolution kernel", "(*kernel_size, in_channels, out_channels)"
+        )
         spatial, in_channels, out_channels = shape[:-2], shape[-2], shape[-1]
         if any(size % 2 == 0 for size in spatial):
             raise ValueError(
