@@ -17,6 +17,7 @@ from typing import Any
 import keras
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from keras_initx.capture import (
     GRADIENT_TENSORS,
@@ -29,7 +30,7 @@ from keras_initx.capture import (
 from keras_initx.diagnose import diagnose, format_findings
 from keras_initx.sinks import FrameSink, TensorBoardSink
 from keras_initx.stats import DEFAULT_BINS, STAT_NAMES
-from keras_initx.validation import check_int
+from keras_initx.validation import check_backend, check_int
 
 __all__ = ["LayerStats", "log_spaced_steps"]
 
@@ -72,8 +73,12 @@ class LayerStats(keras.callbacks.Callback):
     `step` is the optimizer's `iterations` when measured, so one instance used in two `fit`
     calls keeps counting (the second fit's first rows continue from the first fit's last step;
     a step already measured is not measured twice). `epoch` is Keras' epoch index of that fit.
-    NaN and Inf in the model are counted (`nan_count`, `inf_count`), never raised;
-    `terminate_on_nan=True` stops training at the first measurement that sees one.
+    NaN, Inf and huge values in the model are data: counted (`nan_count`, `inf_count`),
+    never raised, and measuring goes on through a diverging fit. `terminate_on_nan=True` stops
+    training at the first measurement that sees a NaN or Inf (its statistics are then always
+    computed) or at the first non-finite training loss. A measurement that fails at run time
+    (a TensorFlow op error on the data) warns and training and measuring go on; configuration
+    errors (arguments, a model the probe cannot trace) raise in `on_train_begin`.
 
     Only the probe runs on the training thread: turning its results into rows and writing the
     CSV and TensorBoard files happens on one background thread, in measurement order, so that
@@ -100,10 +105,14 @@ class LayerStats(keras.callbacks.Callback):
         histogram_bins: bins of the histograms (TensorBoard, percentiles). Default 64.
         training: run the probe in training mode (dropout, batch statistics); default
             inference mode.
-        terminate_on_nan: stop training when a measurement counts a NaN or Inf.
+        terminate_on_nan: stop training when a measurement counts a NaN or Inf, or the training
+            loss is not finite.
         tensorboard: with `log_dir`, also write the TensorBoard run. Default True.
         warn: print `keras_initx.diagnose`'s findings for the initialization (step 0) in
             `on_train_begin`, so a bad init is flagged before any training. Default False.
+        loss: `loss(y_true, y_pred) -> scalar` for the gradients, for models without a compiled
+            loss (e.g. a subclassed model with its own `train_step`); default the model's
+            compiled loss.
     """
 
     def __init__(
@@ -123,8 +132,10 @@ class LayerStats(keras.callbacks.Callback):
         terminate_on_nan: bool = False,
         tensorboard: bool = True,
         warn: bool = False,
+        loss: Any = None,
     ) -> None:
         super().__init__()
+        check_backend("LayerStats")
         self.probe = _validated_probe(probe, tensors)
         self.log_dir = None if log_dir is None else os.fspath(log_dir)
         check_int("every_n_steps", every_n_steps, 1)
@@ -141,6 +152,12 @@ class LayerStats(keras.callbacks.Callback):
         self.tensors, self.stats = check_arguments(
             tensors, stats, saturation_threshold, histogram_bins
         )
+        if loss is not None and not callable(loss):
+            raise TypeError(
+                f"Invalid type for argument `loss`. Received: loss={loss!r}. Expected a "
+                "callable `loss(y_true, y_pred) -> scalar`, or None for the compiled loss."
+            )
+        self.loss = loss
         self.saturation_threshold = saturation_threshold
         self.histogram_bins = histogram_bins
         self.training = training
@@ -153,7 +170,8 @@ class LayerStats(keras.callbacks.Callback):
         self._pending: list[Future] = []
         self._tensorboard: TensorBoardSink | None = None
         self._probe_fn: Probe | None = None
-        self._meta: dict[str, pd.Series] | None = None
+        self._meta: tuple[list, dict[str, pd.Series]] | None = None
+        self._failures: set[str] = set()
         self._step = 0
         self._epoch = 0
         self._epoch_base = 0
@@ -173,28 +191,34 @@ class LayerStats(keras.callbacks.Callback):
             # creates the same variables fit would.
             model(x)
         if self._probe_fn is None or self._probe_fn.model is not model:
+            stats = self.stats
+            if self.terminate_on_nan:
+                # Termination needs the counts, whatever `stats` asked for.
+                stats = tuple(
+                    s for s in STAT_NAMES if s in stats or s in ("nan_count", "inf_count")
+                )
             self._probe_fn = build_probe(
                 model,
                 self.tensors,
-                self.stats,
+                stats,
                 layers=self.layers,
                 layer_classes=self.layer_classes,
                 training=self.training,
                 saturation_threshold=self.saturation_threshold,
                 histogram_bins=self.histogram_bins,
                 histograms=self.log_dir is not None and self.tensorboard,
+                loss=self.loss,
             )
-            self._meta = _row_metadata(self._probe_fn)
         if self.log_dir is not None and self.tensorboard and self._tensorboard is None:
             self._tensorboard = TensorBoardSink(self.log_dir, self._probe_fn.stats)
         self._broken = False
         # Keras does not tell callbacks `initial_epoch`; the first epoch of a fit is 0 unless
         # on_epoch_begin says otherwise before the next measurement.
         self._epoch = 0
-        self._step = int(model.optimizer.iterations.numpy())
+        self._step = self._iterations()
         self._epoch_base = self._step
-        # Errors here are configuration errors: let them surface.
-        self._measure(guard=False)
+        # Tracing errors here are configuration errors: let them surface.
+        self._measure(initial=True)
         if self.warn:
             frame = self.to_dataframe()
             findings = diagnose(frame[frame["step"] == self._step])
@@ -203,13 +227,22 @@ class LayerStats(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._epoch = epoch
-        self._epoch_base = self._step
+        self._epoch_base = self._step = self._iterations()
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         # Called every step: keep it to integer arithmetic unless a measurement is due.
         self._step = self._epoch_base + batch + 1
+        if self.terminate_on_nan and logs and "loss" in logs:
+            loss = float(logs["loss"])
+            if not math.isfinite(loss):
+                print(f"LayerStats: step {self._step}: loss is {loss}, terminating training")
+                self.model.stop_training = True
         if self._step >= self._next_step:
-            self._measure()
+            # Batch counting overshoots when steps_per_execution does not divide an epoch:
+            # the label is the optimizer's own count.
+            self._step = self._iterations()
+            if self._step >= self._next_step:
+                self._measure()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self.measure_on_epoch_end and self._last_measured != self._step:
@@ -240,7 +273,10 @@ class LayerStats(keras.callbacks.Callback):
             return _next_log_step(step)
         return (step // self.every_n_steps + 1) * self.every_n_steps
 
-    def _measure(self, guard: bool = True) -> None:
+    def _iterations(self) -> int:
+        return int(self.model.optimizer.iterations.numpy())
+
+    def _measure(self, initial: bool = False) -> None:
         step = self._step
         self._next_step = self._schedule_after(step)
         if self._broken or self._last_measured == step:
@@ -248,13 +284,11 @@ class LayerStats(keras.callbacks.Callback):
         try:
             result = self._probe_fn(*self.probe)
         except Exception as error:  # noqa: BLE001 - the callback must never crash the fit
-            if not guard:
+            # A trace that fails at the first measurement is a configuration error; op errors
+            # come from the data (a diverging fit) and are no reason to stop measuring.
+            if initial and not isinstance(error, tf.errors.OpError):
                 raise
-            warnings.warn(
-                f"LayerStats: measurement at step {step} failed and measuring stops: {error!r}",
-                stacklevel=2,
-            )
-            self._broken = True
+            self._warn_failure(step, error)
             return
         self._last_measured = step
         if self._writer is None:
@@ -266,6 +300,18 @@ class LayerStats(keras.callbacks.Callback):
             print(f"LayerStats: step {step}: NaN/Inf in layer statistics, terminating training")
             self.model.stop_training = True
 
+    def _warn_failure(self, step: int, error: Exception) -> None:
+        """Warn once per kind of failure; the later steps are measured again."""
+        kind = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        if kind in self._failures:
+            return
+        self._failures.add(kind)
+        warnings.warn(
+            f"LayerStats: measurement at step {step} failed ({kind}); the step has no rows, "
+            "later steps are measured as scheduled.",
+            stacklevel=3,
+        )
+
     def _write(self, step: int, epoch: int, result: ProbeResult) -> None:
         """Turn one measurement into rows and hand them to the sinks (on the writer thread)."""
         # Statistics not requested stay NaN: the frame always has every contract column.
@@ -275,7 +321,7 @@ class LayerStats(keras.callbacks.Callback):
             {
                 "step": np.full(len(values), step, np.int64),
                 "epoch": np.full(len(values), epoch, np.int64),
-                **self._meta,
+                **self._row_metadata(result.rows),
                 **dict(zip(STAT_NAMES, values.T, strict=True)),
             }
         )
@@ -315,9 +361,15 @@ class LayerStats(keras.callbacks.Callback):
             ) from error
 
 
-def _row_metadata(probe: Probe) -> dict[str, pd.Series]:
+    def _row_metadata(self, rows: list) -> dict[str, pd.Series]:
+        """The constant columns of a measurement's rows, built once per probe."""
+        if self._meta is None or self._meta[0] is not rows:
+            self._meta = (rows, _row_metadata(rows))
+        return self._meta[1]
+
+
+def _row_metadata(rows: list) -> dict[str, pd.Series]:
     """The constant columns of a measurement's rows (layer, class, tensor, ...)."""
-    rows = probe.rows
     return {
         "layer": pd.Series([info.path for info, _ in rows], dtype="str"),
         "layer_index": pd.Series([info.index for info, _ in rows], dtype="int64"),

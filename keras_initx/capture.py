@@ -8,17 +8,36 @@ per-layer statistics (LSUV, experiments).
 
 How the tensors are recorded without changing the model: during the single trace only, each
 selected layer's `call` is wrapped (an instance attribute) to record its output, and its
-`activation` to record its input (the pre-activation); both are restored in a `finally` right
-after tracing, so the traced graph holds the recording and the model does not. Keras traces its
-own train function later, on the first training step, when the wrappers are long gone. Gradients
-are `tf.GradientTape` gradients of the model's compiled loss with respect to the recorded
-tensors and the layers' kernels and biases; nothing is applied, and any state the pass touches
-(compiled-loss metrics, and with `training=True` BatchNormalization moving statistics and dropout
-seeds) is restored inside the same function.
+`activation` to record its input (the pre-activation). `recording()` installs them in an
+`ExitStack`, each undo registered right after its install, so the model is left exactly as it was
+after the trace, also when an install or the trace fails half-way. Keras traces its own train
+function later, on the first training step, when the wrappers are long gone. Gradients are
+`tf.GradientTape` gradients of the model's compiled loss with respect to the recorded tensors and
+the layers' weights; nothing is applied, and any state the pass touches (compiled-loss metrics,
+and with `training=True` BatchNormalization moving statistics and dropout seeds) is restored
+inside the same function.
 
-Limits: a layer called several times (shared layers) reports its first call; a layer returning
-several tensors reports the first one; nested models are walked (paths such as
-`outer/inner/dense`), other composite layers count as one layer.
+What is measured, per layer family:
+- Layers with an `activation` attribute (Dense, Conv*, EinsumDense, ...): `preactivation` is the
+  input of that activation, `activation` the layer's output.
+- Recurrent layers (LSTM, GRU, SimpleRNN, ConvLSTM*): `activation` is the layer's output (the
+  sequence with `return_sequences=True`, else the last output); their cell's activations run
+  inside the time loop, where a recorded tensor cannot leave the loop, so there is no
+  `preactivation`. `kernel`, `recurrent_kernel` and `bias` are the cell's.
+- Composite layers (MultiHeadAttention, Bidirectional, a user's layer with tracked sublayers) get a
+  row for their own output and rows for each sublayer, e.g. `block/mha/query`, `.../key`,
+  `.../value`, `.../attention_output`, and `.../softmax` (the attention probabilities) where
+  Keras computes them as a tensor: MultiHeadAttention with `dropout > 0` or
+  `return_attention_scores=True`; its fused `dot_product_attention` path keeps them inside one
+  op, and an uncalled sublayer has no rows.
+  Nested models are walked and not listed themselves. `TimeDistributed` and recurrent layers are
+  not walked into (their inner layer runs inside a loop).
+- Weights: `kernel` is the layer's `kernel`, or `embeddings` (Embedding), or `pointwise_kernel`
+  (SeparableConv*); `recurrent_kernel` the recurrent kernel of recurrent layers.
+- A layer called several times (shared layers) gets rows per call: the first call under its path,
+  the k-th call under `path#k`; weight rows belong to the first call.
+- A layer returning several tensors (`return_state=True`, `return_attention_scores=True`) reports
+  its first output, the layer's main one.
 
 Example (LSUV-style: forward only, one statistic):
     >>> probe = build_probe(model, tensors=["preactivation"], stats=["std"])
@@ -32,9 +51,10 @@ Example (LSUV-style: forward only, one statistic):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import keras
@@ -42,7 +62,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_initx.stats import ACTIVATION_BOUNDS, DEFAULT_BINS, STAT_NAMES, reduce_tensors
-from keras_initx.validation import check_int, check_number
+from keras_initx.validation import check_backend, check_int, check_number
 
 __all__ = [
     "GRADIENT_TENSORS",
@@ -54,6 +74,7 @@ __all__ = [
     "check_arguments",
     "find_layers",
     "input_mismatch",
+    "recording",
 ]
 
 TENSORS: tuple[str, ...] = (
@@ -63,11 +84,19 @@ TENSORS: tuple[str, ...] = (
     "preactivation_grad",
     "kernel",
     "kernel_grad",
+    "recurrent_kernel",
+    "recurrent_kernel_grad",
     "bias_grad",
 )
 GRADIENT_TENSORS: frozenset[str] = frozenset(
-    {"activation_grad", "preactivation_grad", "kernel_grad", "bias_grad"}
+    {"activation_grad", "preactivation_grad", "kernel_grad", "recurrent_kernel_grad", "bias_grad"}
 )
+# Weight tensors and the layer attributes that hold them, first match wins.
+_WEIGHT_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "kernel": ("kernel", "embeddings", "pointwise_kernel"),
+    "recurrent_kernel": ("recurrent_kernel",),
+    "bias": ("bias",),
+}
 
 # Standalone activation layers without an `activation` attribute.
 _ACTIVATION_LAYERS: dict[type, str] = {
@@ -77,21 +106,37 @@ _ACTIVATION_LAYERS: dict[type, str] = {
     keras.layers.Softmax: "softmax",
     keras.layers.PReLU: "prelu",
 }
+# Merge layers: where residual branches add up, so where residual signal growth shows.
+_MERGE_LAYERS: tuple[type, ...] = (
+    keras.layers.Add,
+    keras.layers.Average,
+    keras.layers.Concatenate,
+    keras.layers.Maximum,
+    keras.layers.Minimum,
+    keras.layers.Multiply,
+    keras.layers.Subtract,
+)
+# Layers whose sublayers run inside a loop: a tensor recorded there cannot leave the loop.
+_OPAQUE_LAYERS: tuple[type, ...] = (keras.layers.RNN, keras.layers.TimeDistributed)
 
 
 @dataclasses.dataclass(frozen=True)
 class LayerInfo:
-    """A selected layer.
+    """A selected layer (or one call of a shared layer).
 
     Attributes:
-        path: unique path, the model names joined by "/", e.g. `functional/sequential/dense`.
-        index: depth order among the selected layers, 0-based.
+        path: unique path, the model names joined by "/", e.g. `functional/sequential/dense`;
+            `path#k` for the k-th call (k >= 2) of a layer called several times.
+        index: depth order among the selected layers, 0-based (the calls of a shared layer
+            share their layer's index).
         layer: the Keras layer object.
         layer_class: its class name, e.g. `Dense`.
         activation: the layer's own activation name (`tanh`, `linear`, ...), "" when none.
         tensors: the names from `TENSORS` this layer provides (all of them, before any
-            `tensors=` selection): `preactivation*` only with a non-linear `activation`
-            attribute, `kernel*` only with a `kernel`, `bias_grad` only with a `bias`.
+            `tensors=` selection): `preactivation*` only with a non-linear, replaceable
+            `activation` attribute, `kernel*`/`recurrent_kernel*` only with such a weight,
+            `bias_grad` only with a `bias`.
+        call: which call of the layer this row is, 0-based.
     """
 
     path: str
@@ -100,12 +145,30 @@ class LayerInfo:
     layer_class: str
     activation: str
     tensors: tuple[str, ...]
+    call: int = 0
+
+    def variable(self, name: str) -> keras.Variable | None:
+        """The layer's `kernel`, `recurrent_kernel` or `bias` variable (see `TENSORS`)."""
+        return _weight(self.layer, name)
+
+
+def _weight(layer: keras.layers.Layer, name: str) -> keras.Variable | None:
+    # Recurrent layers keep their weights in their cell.
+    owners = (layer, layer.cell) if isinstance(layer, keras.layers.RNN) else (layer,)
+    for owner in owners:
+        for attribute in _WEIGHT_ATTRIBUTES[name]:
+            value = getattr(owner, attribute, None)
+            if isinstance(value, keras.Variable):
+                return value
+    return None
 
 
 def _activation_name(layer: keras.layers.Layer) -> str:
     fn = getattr(layer, "activation", None)
     if callable(fn):
         return getattr(fn, "__name__", type(fn).__name__)
+    if isinstance(layer, keras.layers.ReLU) and layer.max_value == 6:
+        return "relu6"  # MobileNet's: bounded, unlike plain relu
     for cls, name in _ACTIVATION_LAYERS.items():
         if isinstance(layer, cls):
             return name
@@ -113,6 +176,10 @@ def _activation_name(layer: keras.layers.Layer) -> str:
 
 
 def _has_preactivation(layer: keras.layers.Layer) -> bool:
+    # A read-only property (LSTM, GRU, SimpleRNN: the cell's activation) cannot be replaced,
+    # and the cell applies it inside the time loop anyway.
+    if isinstance(getattr(type(layer), "activation", None), property):
+        return False
     fn = getattr(layer, "activation", None)
     return callable(fn) and _activation_name(layer) != "linear"
 
@@ -121,22 +188,41 @@ def _provided_tensors(layer: keras.layers.Layer) -> tuple[str, ...]:
     provided = {"activation", "activation_grad"}
     if _has_preactivation(layer):
         provided |= {"preactivation", "preactivation_grad"}
-    if isinstance(getattr(layer, "kernel", None), keras.Variable):
+    if _weight(layer, "kernel") is not None:
         provided |= {"kernel", "kernel_grad"}
-    if isinstance(getattr(layer, "bias", None), keras.Variable):
+    if _weight(layer, "recurrent_kernel") is not None:
+        provided |= {"recurrent_kernel", "recurrent_kernel_grad"}
+    if _weight(layer, "bias") is not None:
         provided.add("bias_grad")
     return tuple(t for t in TENSORS if t in provided)
 
 
+def _sublayers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
+    # Keras has no public accessor for a plain layer's tracked sublayers (`Model.layers` is
+    # this same call); `_flatten_layers` is what Keras itself uses to walk them.
+    return list(layer._flatten_layers(include_self=False, recursive=False))
+
+
+def _walk(layer: keras.layers.Layer, path: str, seen: set[int]):
+    """`(path, layer)` of `layer` and what it contains, depth-first in tracking order."""
+    if id(layer) in seen or isinstance(layer, keras.layers.InputLayer):
+        return
+    seen.add(id(layer))
+    if isinstance(layer, keras.Model):
+        for child in layer.layers:
+            yield from _walk(child, f"{path}/{child.name}", seen)
+        return
+    yield path, layer
+    if not isinstance(layer, _OPAQUE_LAYERS):
+        for child in _sublayers(layer):
+            yield from _walk(child, f"{path}/{child.name}", seen)
+
+
 def _leaf_layers(model: keras.Model, prefix: str) -> list[tuple[str, keras.layers.Layer]]:
-    leaves = []
-    for layer in model.layers:
-        path = f"{prefix}/{layer.name}"
-        if isinstance(layer, keras.Model):
-            leaves.extend(_leaf_layers(layer, path))
-        elif not isinstance(layer, keras.layers.InputLayer):
-            leaves.append((path, layer))
-    return leaves
+    seen = {id(model)}
+    return [
+        item for child in model.layers for item in _walk(child, f"{prefix}/{child.name}", seen)
+    ]
 
 
 def _class_names(layer_classes: Sequence[str | type]) -> set[str]:
@@ -151,8 +237,10 @@ def find_layers(
     """The layers a probe measures, in depth order.
 
     By default every layer with weights or an activation (Dense, Conv*, BatchNormalization,
-    Activation, ReLU, ...); `Dropout`, `Flatten` and the like are left out. Nested models are
-    walked and never listed themselves.
+    Activation, ReLU, ...) and every merge layer (Add, Concatenate, Multiply, ...: where
+    residual branches meet); `Dropout`, `Flatten` and the like are left out. Nested models are
+    walked and never listed themselves; composite layers (MultiHeadAttention, Bidirectional,
+    layers with tracked sublayers) are listed, followed by their sublayers.
 
     Args:
         model: a built Keras model.
@@ -174,7 +262,7 @@ def find_layers(
     candidates = [
         (path, layer)
         for path, layer in _leaf_layers(model, model.name)
-        if layer.weights or _activation_name(layer)
+        if layer.weights or _activation_name(layer) or isinstance(layer, _MERGE_LAYERS)
     ]
     kept = candidates
     if layers is not None:
@@ -339,7 +427,9 @@ class Probe:
         layers: the selected `LayerInfo`s, depth order.
         tensors: requested tensor names (`TENSORS` order).
         stats: requested statistic names (`STAT_NAMES` order).
-        rows: `(LayerInfo, tensor)` per result row.
+        rows: `(LayerInfo, tensor)` per result row, known after the first call: the trace finds
+            which layers run and how often (unused layers have no rows, shared layers one set
+            per call).
         needs_labels: whether a call needs `y` (gradient tensors requested).
         trace_count: number of times the function was traced.
     """
@@ -366,11 +456,11 @@ class Probe:
         self.saturation_threshold = saturation_threshold
         self.histogram_bins = histogram_bins
         self.histograms = histograms
-        self.rows = [(info, t) for info in layers for t in tensors if t in info.tensors]
+        self.rows: list[tuple[LayerInfo, str]] | None = None
         self.needs_labels = bool(GRADIENT_TENSORS & set(tensors))
         self.trace_count = 0
         self._functions: dict[tuple, Any] = {}
-        self._recorded: dict[tuple[str, str], tf.Tensor] | None = None
+        self._recorded: _Recorded | None = None
 
     def __call__(self, x: Any, y: Any = None, sample_weight: Any = None) -> ProbeResult:
         """Measure the model on batch `x` (with labels `y` when gradients are requested).
@@ -409,18 +499,12 @@ class Probe:
         if self.needs_labels and self.loss is None:
             self._build_compiled_loss(*args)
         function = tf.function(self._measure, autograph=False)
-        recorded: dict[tuple[str, str], tf.Tensor] = {}
-        restore = []
+        self._recorded = _Recorded()
         try:
-            for info in self.layers:
-                restore.append(_record_into(info, recorded))
-            self._recorded = recorded
-            concrete = function.get_concrete_function(*specs)
+            with recording(self.layers, self._recorded):
+                return function.get_concrete_function(*specs)
         finally:
-            for undo in restore:
-                undo()
             self._recorded = None
-        return concrete
 
     def _build_compiled_loss(self, x, y, sample_weight) -> None:
         """Run the compiled loss once, eagerly, before tracing.
@@ -446,35 +530,71 @@ class Probe:
         saved = [(v, tf.identity(v.value)) for v in guarded.values()]
 
         recorded = self._recorded
-        weights = {}
-        for info in self.layers:
-            if "kernel_grad" in self.tensors and "kernel_grad" in info.tensors:
-                weights[(info.path, "kernel_grad")] = info.layer.kernel
-            if "bias_grad" in self.tensors and "bias_grad" in info.tensors:
-                weights[(info.path, "bias_grad")] = info.layer.bias
-        gradients: dict[tuple[str, str], tf.Tensor] = {}
         if self.needs_labels:
             with tf.GradientTape() as tape:
                 y_pred = model(x, training=self.training)
                 loss = self._loss(x, y, y_pred, sample_weight)
-            sources = {
-                (path, f"{tensor}_grad"): recorded[(path, tensor)]
-                for (path, tensor) in recorded
-                if f"{tensor}_grad" in self.tensors
-            }
-            sources.update(weights)
-            grads = tape.gradient(
-                loss,
-                list(sources.values()),
-                unconnected_gradients=tf.UnconnectedGradients.ZERO,
-            )
-            gradients = dict(zip(sources, grads, strict=True))
         else:
             model(x, training=self.training)
+        rows = self._rows_of(recorded)
+        if self.rows is None:
+            self.rows = rows
+        elif rows != self.rows:
+            raise ValueError(
+                "Invalid value for argument `x`: the model ran other layers on this input "
+                "shape than on the first one, so the rows differ. Expected one input structure "
+                "per probe: build one probe per input shape."
+            )
+        tensors = []
+        for info, tensor in rows:
+            if tensor in ("activation", "preactivation"):
+                tensors.append(recorded.tensors[(info.layer, info.call, tensor)])
+            elif tensor in ("kernel", "recurrent_kernel"):
+                tensors.append(info.variable(tensor).value)
+            else:
+                tensors.append(None)  # a gradient, filled in below
+        if self.needs_labels:
+            sources = [
+                self._gradient_source(recorded, info, tensor)
+                for (info, tensor), value in zip(rows, tensors, strict=True)
+                if value is None
+            ]
+            # ZERO where a tensor does not reach the loss: an unused branch has no influence.
+            grads = iter(
+                tape.gradient(loss, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            )
+            tensors = [next(grads) if value is None else value for value in tensors]
 
         restores = [v.assign(value) for v, value in saved]
         with tf.control_dependencies(restores):
-            return self._reduce(recorded, gradients)
+            return self._reduce(rows, tensors)
+
+    def _rows_of(self, recorded: _Recorded) -> list[tuple[LayerInfo, str]]:
+        """The rows this trace can fill: layers that ran, one set per call, `TENSORS` order."""
+        rows = []
+        for info in self.layers:
+            for call in range(recorded.calls.get(info.layer, 0)):
+                call_info = info
+                if call:
+                    call_info = dataclasses.replace(info, path=f"{info.path}#{call + 1}", call=call)
+                for tensor in self.tensors:
+                    if tensor not in info.tensors:
+                        continue
+                    recorded_as = tensor.removesuffix("_grad")
+                    if recorded_as in ("activation", "preactivation"):
+                        if (info.layer, call, recorded_as) not in recorded.tensors:
+                            continue
+                    elif call:
+                        continue  # weights are shared: their rows belong to the first call
+                    rows.append((call_info, tensor))
+        return rows
+
+    @staticmethod
+    def _gradient_source(recorded: _Recorded, info: LayerInfo, tensor: str):
+        source = tensor.removesuffix("_grad")
+        if source in ("activation", "preactivation"):
+            return recorded.tensors[(info.layer, info.call, source)]
+        return info.variable(source)
 
     def _loss(self, x, y, y_pred, sample_weight):
         if self.loss is not None:
@@ -483,16 +603,9 @@ class Probe:
             x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=self.training
         )
 
-    def _reduce(self, recorded, gradients):
-        tensors, bounds, units = [], [], []
-        for info, tensor in self.rows:
-            key = (info.path, tensor)
-            if tensor in ("activation", "preactivation"):
-                tensors.append(recorded[key])
-            elif tensor == "kernel":
-                tensors.append(info.layer.kernel.value)
-            else:
-                tensors.append(gradients[key])
+    def _reduce(self, rows, tensors):
+        bounds, units = [], []
+        for info, tensor in rows:
             is_activation = tensor == "activation"
             bounds.append(ACTIVATION_BOUNDS.get(info.activation) if is_activation else None)
             units.append(is_activation)
@@ -507,37 +620,69 @@ class Probe:
         )
 
 
+class _Recorded:
+    """What one trace recorded: `tensors[(layer, call, "activation"|"preactivation")]` and the
+    number of `calls` of each layer."""
+
+    def __init__(self) -> None:
+        self.tensors: dict[tuple[keras.layers.Layer, int, str], tf.Tensor] = {}
+        self.calls: dict[keras.layers.Layer, int] = {}
+
+
 def _first_tensor(outputs):
     return tf.nest.flatten(outputs)[0]
 
 
-def _record_into(info: LayerInfo, recorded: dict) -> Callable[[], None]:
-    """Wrap `info.layer`'s call (and activation) to record into `recorded`; return the undo."""
-    layer = info.layer
+def _install(stack: contextlib.ExitStack, layer: keras.layers.Layer, name: str, value) -> None:
+    """Set `layer.<name>` as a plain instance attribute; register its undo right away."""
+    had = name in vars(layer)
+    before = vars(layer).get(name)
+    # object.__setattr__: invisible to Keras' attribute tracking.
+    object.__setattr__(layer, name, value)
+    if had:
+        stack.callback(object.__setattr__, layer, name, before)
+    else:
+        stack.callback(object.__delattr__, layer, name)
+
+
+@contextlib.contextmanager
+def recording(layers: Sequence[LayerInfo], recorded: _Recorded) -> Iterator[None]:
+    """Record the outputs (and pre-activations) of `layers` into `recorded` inside the block.
+
+    Every wrapper is an instance attribute removed on exit, whatever happens: each undo is
+    registered right after its install, so a failure half-way leaves nothing behind.
+    """
+    with contextlib.ExitStack() as stack:
+        for info in layers:
+            _install(stack, info.layer, "call", _recording_call(info.layer, recorded))
+            if "preactivation" in info.tensors:
+                activation = _recording_activation(info.layer, recorded)
+                _install(stack, info.layer, "activation", activation)
+        yield
+
+
+def _recording_call(layer: keras.layers.Layer, recorded: _Recorded) -> Callable:
     original_call = layer.call
 
     def call(*args, **kwargs):
+        recorded.calls[layer] = call_index = recorded.calls.get(layer, 0)
         outputs = original_call(*args, **kwargs)
-        recorded.setdefault((info.path, "activation"), _first_tensor(outputs))
+        recorded.calls[layer] = call_index + 1
+        recorded.tensors[(layer, call_index, "activation")] = _first_tensor(outputs)
         return outputs
 
-    # object.__setattr__: plain instance attributes, invisible to Keras' attribute tracking.
-    object.__setattr__(layer, "call", call)
-    original_activation = getattr(layer, "activation", None)
-    if "preactivation" in info.tensors:
+    return call
 
-        def activation(inputs, *args, **kwargs):
-            recorded.setdefault((info.path, "preactivation"), inputs)
-            return original_activation(inputs, *args, **kwargs)
 
-        object.__setattr__(layer, "activation", activation)
+def _recording_activation(layer: keras.layers.Layer, recorded: _Recorded) -> Callable:
+    original_activation = layer.activation
 
-    def undo() -> None:
-        object.__delattr__(layer, "call")
-        if "preactivation" in info.tensors:
-            object.__setattr__(layer, "activation", original_activation)
+    def activation(inputs, *args, **kwargs):
+        key = (layer, recorded.calls.get(layer, 0), "preactivation")
+        recorded.tensors.setdefault(key, inputs)
+        return original_activation(inputs, *args, **kwargs)
 
-    return undo
+    return activation
 
 
 def build_probe(
@@ -582,6 +727,7 @@ def build_probe(
             a model without a compiled loss and no `loss`.
         TypeError: names not given as a list of strings.
     """
+    check_backend("build_probe")
     tensors, stats = check_arguments(tensors, stats, saturation_threshold, histogram_bins)
     selected = find_layers(model, layers, layer_classes)
     if GRADIENT_TENSORS & set(tensors) and loss is None and not _has_compiled_loss(model):

@@ -20,7 +20,7 @@ import pandas as pd
 
 from keras_initx.capture import LayerInfo, build_probe, find_layers, input_mismatch
 from keras_initx.initializers.orthogonal import OrthogonalGain
-from keras_initx.validation import check_int, check_number
+from keras_initx.validation import check_backend, check_int, check_number
 
 __all__ = ["LSUV_COLUMNS", "check_model_input", "lsuv"]
 
@@ -101,6 +101,7 @@ def lsuv(
     Reference:
         Mishkin & Matas, "All you need is a good init", ICLR 2016 (arXiv:1511.06422, 2015).
     """
+    check_backend("lsuv")
     check_number("target_std", target_std, low=0, low_inclusive=False, high_inclusive=False)
     check_number("tol", tol, low=0, low_inclusive=False, high_inclusive=False)
     check_int("max_iter", max_iter, 1)
@@ -113,7 +114,7 @@ def lsuv(
     selected = _kernel_layers(model, layers)
     if orthogonal:
         for info in selected:
-            kernel = info.layer.kernel
+            kernel = info.variable("kernel")
             draw = OrthogonalGain(seed=None if seed is None else seed + info.index)
             kernel.assign(draw(kernel.shape, kernel.dtype))
 
@@ -129,7 +130,7 @@ def lsuv(
         iterations, scale = 0, 1.0
         while _rescalable(std) and abs(std - target_std) > tol and iterations < max_iter:
             factor = target_std / std
-            info.layer.kernel.assign(info.layer.kernel * factor)
+            info.variable("kernel").assign(info.variable("kernel") * factor)
             scale *= factor
             iterations += 1
             result = probe(x_batch)

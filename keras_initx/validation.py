@@ -1,4 +1,4 @@
-"""Checks for int and number arguments, shared by every keras_initx module (one place each).
+"""Checks for the backend and for int and number arguments, shared by every keras_initx module (one place each).
 
 Pure Python at the bottom of the package: it imports nothing from keras_initx, so any module
 (initializers included) can use it. Both checks raise as soon as they are called, with the
@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 
-__all__ = ["check_int", "check_number"]
+__all__ = ["check_backend", "check_int", "check_number"]
 
 
 def check_int(argument: str, value: object, minimum: int) -> None:
@@ -107,3 +107,25 @@ def _value_message(argument: str, value: object, expected: str) -> str:
         f"Invalid value for argument `{argument}`. Received: {argument}={value!r}. "
         f"Expected {expected}."
     )
+
+
+def check_backend(what: str) -> None:
+    """Raise when Keras does not run on TensorFlow, which `what` needs.
+
+    The initializers work on every backend; measuring (the probe, LayerStats, LSUV) compiles
+    `tf.function`s around the model and needs Keras' TensorFlow backend. Imports Keras lazily:
+    this module stays importable without it.
+
+    Raises:
+        RuntimeError: naming the backend in use and what works on it.
+    """
+    import keras
+
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise RuntimeError(
+            f"{what} needs Keras' TensorFlow backend. Received: KERAS_BACKEND={backend!r}. "
+            "Expected 'tensorflow' (set KERAS_BACKEND=tensorflow before importing keras). On "
+            f"{backend!r}, keras_initx's initializers and calculate_gain work; LayerStats, "
+            "build_probe, lsuv, pretrain_layerwise and the experiments do not."
+        )
