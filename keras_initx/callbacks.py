@@ -360,7 +360,6 @@ class LayerStats(keras.callbacks.Callback):
                 "directory (created if missing)."
             ) from error
 
-
     def _row_metadata(self, rows: list) -> dict[str, pd.Series]:
         """The constant columns of a measurement's rows, built once per probe."""
         if self._meta is None or self._meta[0] is not rows:

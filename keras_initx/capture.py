@@ -220,9 +220,7 @@ def _walk(layer: keras.layers.Layer, path: str, seen: set[int]):
 
 def _leaf_layers(model: keras.Model, prefix: str) -> list[tuple[str, keras.layers.Layer]]:
     seen = {id(model)}
-    return [
-        item for child in model.layers for item in _walk(child, f"{prefix}/{child.name}", seen)
-    ]
+    return [item for child in model.layers for item in _walk(child, f"{prefix}/{child.name}", seen)]
 
 
 def _class_names(layer_classes: Sequence[str | type]) -> set[str]:

@@ -1,4 +1,5 @@
-"""Checks for the backend and for int and number arguments, shared by every keras_initx module (one place each).
+"""Checks for the backend and for int and number arguments, shared by every keras_initx module
+(one place each).
 
 Pure Python at the bottom of the package: it imports nothing from keras_initx, so any module
 (initializers included) can use it. Both checks raise as soon as they are called, with the

@@ -203,7 +203,13 @@ def test_composite_layer_and_shared_layer_calls():
     y = np.arange(16) % 2
     probe = build_probe(model)
     result = probe(x, y).as_dict()
-    assert list(result)[:5] == ["m/shared", "m/shared#2", "m/block", "m/block/inner", "m/block/outer"]
+    assert list(result)[:5] == [
+        "m/shared",
+        "m/shared#2",
+        "m/block",
+        "m/block/inner",
+        "m/block/outer",
+    ]
     first = shared(x).numpy()
     second = shared(first).numpy()
     _close(result["m/shared"]["activation"]["std"], np.std(first))
