@@ -112,8 +112,8 @@ def histograms(samples: tf.Tensor, lo: tf.Tensor, hi: tf.Tensor, bins: int) -> t
     Values outside the range land in the edge bins; non-finite values are not counted. A row
     whose range is empty or not finite (lo >= hi, NaN) puts its finite values in its first bin
     (`histogram_range` gives a constant row a real range). One `bincount` for all rows. The bin
-    index is computed in float64, where no float32 range overflows (3e38 - -3e38) and no
-    float32 width underflows the scale `bins / (hi - lo)`.
+    index is computed in float64, where no float32 range overflows (3e38 - -3e38) and no tiny
+    float32 width (1e-38) makes the scale `bins / (hi - lo)` overflow.
     """
     n = samples.shape[0]
     lo, hi = tf.cast(lo, tf.float64), tf.cast(hi, tf.float64)
