@@ -9,13 +9,25 @@ dozens of scalar ops per tensor (on CPU the op count, not the arithmetic, domina
 version). Percentiles are read off a histogram instead of a sort (a full sort per tensor made a
 prototype probe 27x slower than a training step).
 
-Statistics are computed on the finite values only, so a single NaN does not poison `mean` or
-`std`; `nan_count` and `inf_count` report the rest. The masked (NaN-aware) computation runs only
-when some sum comes out non-finite. `std` is the population standard deviation (ddof=0), as
-`numpy.std`. Histograms and percentiles use at most `max_histogram_values` evenly strided values
-per tensor (all of them for smaller tensors), counts scaled to the number of finite values;
-percentiles interpolate inside a bin, so their error is below one bin width plus the
-subsampling error.
+Faults are data. Statistics are computed on the finite values only, so a single NaN does not
+poison `mean` or `std`; `nan_count` and `inf_count` count the rest exactly, and `min`/`max` are
+those of the finite values (NaN when there are none). The sums run in float32 for ordinary
+tensors; when a sum comes out non-finite (a NaN or Inf, or finite values beyond 1.8e19 whose
+squares overflow float32) the masked branch recomputes mean and variance of the finite values in
+float64, two-pass, so values up to float32's 3.4e38 give a finite, exact `std` (as numpy's
+float64 one). `std` is the population standard deviation (ddof=0), as `numpy.std`.
+
+Binning (histograms and percentiles): `bins` (default `DEFAULT_BINS`) equal bins over the
+tensor's finite [min, max]; values on the top edge go to the last bin. A constant tensor c has no
+width, so it is binned over [c - h, c + h], h = max(|c|, 1) / 2, clipped to the float32 range
+(`histogram_range`): TensorBoard's c +- 0.5 for |c| <= 1, +-50% beyond, where c +- 0.5 would
+round to c; all its values land in the middle bin, at c. Bin indices are computed in float64,
+so ranges wider than float32 (-3e38 to 3e38) and tiny widths bin correctly. Only the finite
+values are counted: a tensor without any (all NaN) has zero counts and a NaN range. At most
+`max_histogram_values` evenly strided values per tensor are binned (all of them for smaller
+tensors) and the counts are scaled to the number of finite values. Percentiles interpolate
+inside a bin and are clipped to [min, max] (a constant's are the constant), so their error is
+below one bin width plus the subsampling error.
 """
 
 from __future__ import annotations
@@ -34,6 +46,7 @@ __all__ = [
     "STATS",
     "STAT_NAMES",
     "Reductions",
+    "histogram_range",
     "histograms",
     "percentiles_from_histograms",
     "reduce_tensors",
@@ -54,6 +67,7 @@ ACTIVATION_BOUNDS: dict[str, tuple[float, float]] = {
 }
 
 _NAN = float("nan")
+_FLOAT32_MAX = 3.4028234663852886e38
 # Below this variance / mean^2, float32 E[x^2] - E[x]^2 has lost most digits: use two passes.
 _CANCELLATION_RATIO = 1e-3
 
@@ -77,17 +91,36 @@ def strided_sample(x: tf.Tensor, size: int) -> tf.Tensor:
     return tf.pad(flat, [[0, size - n]], constant_values=_NAN)
 
 
+def histogram_range(low: tf.Tensor, high: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """The histogram range `(lo, hi)` of rows whose finite values span [low, high] (`[n]` each).
+
+    [low, high] itself, except for a constant row (low == high == c): [c - h, c + h] with
+    h = max(|c|, 1) / 2, clipped to the float32 range. So a constant in [-1, 1] gets TensorBoard's
+    c +- 0.5, a larger one +-50% (c +- 0.5 is c itself in float32 from |c| >= 2^24 on), and the
+    values land in the middle bin (for an even number of bins, in one of the two that meet at c).
+    NaN stays NaN (a row without finite values).
+    """
+    constant = tf.equal(low, high)
+    half = tf.where(constant, 0.5 * tf.maximum(tf.abs(low), 1.0), 0.0)
+    return tf.maximum(low - half, -_FLOAT32_MAX), tf.minimum(high + half, _FLOAT32_MAX)
+
+
 def histograms(samples: tf.Tensor, lo: tf.Tensor, hi: tf.Tensor, bins: int) -> tf.Tensor:
     """Counts of the finite values of each row of `samples` `[n, k]` in `bins` bins over
     [lo, hi] (`[n]` each); float32 `[n, bins]`.
 
-    Values outside the range land in the edge bins; non-finite values are not counted. A
-    constant row (lo == hi) puts everything in its first bin. One `bincount` for all rows.
+    Values outside the range land in the edge bins; non-finite values are not counted. A row
+    whose range is empty or not finite (lo >= hi, NaN) puts its finite values in its first bin
+    (`histogram_range` gives a constant row a real range). One `bincount` for all rows. The bin
+    index is computed in float64, where no float32 range overflows (3e38 - -3e38) and no tiny
+    float32 width (1e-38) makes the scale `bins / (hi - lo)` overflow.
     """
     n = samples.shape[0]
-    lo = tf.where(tf.math.is_finite(lo), lo, 0.0)
-    hi = tf.where(tf.math.is_finite(hi) & (hi > lo), hi, lo + 1.0)
-    scaled = (samples - lo[:, None]) * (bins / (hi - lo))[:, None]
+    lo, hi = tf.cast(lo, tf.float64), tf.cast(hi, tf.float64)
+    valid = tf.math.is_finite(lo) & tf.math.is_finite(hi) & (hi > lo)
+    lo = tf.where(valid, lo, 0.0)
+    scale = tf.where(valid, bins / tf.where(valid, hi - lo, 1.0), 0.0)
+    scaled = (tf.cast(samples, tf.float64) - lo[:, None]) * scale[:, None]
     index = tf.cast(tf.clip_by_value(tf.floor(scaled), 0.0, bins - 1.0), tf.int32)
     # Non-finite values go to an extra slot per row, dropped below.
     index = tf.where(tf.math.is_finite(samples), index, bins)
@@ -106,9 +139,10 @@ def percentiles_from_histograms(
 ) -> tf.Tensor:
     """The `q`-th percentile(s) (0..100) of each row of `counts` `[n, bins]` over [lo, hi] `[n]`.
 
-    Linear interpolation inside the bin where the cumulative count crosses q% of the total.
-    NaN for an empty row. A scalar `q` gives `[n]`; a sequence gives `[n, len(q)]` with the same
-    few ops (on CPU each op costs more than the arithmetic on these small tensors).
+    Linear interpolation inside the bin where the cumulative count crosses q% of the total,
+    clipped to [lo, hi] (lo where hi <= lo); NaN for an empty row. A scalar `q` gives `[n]`; a
+    sequence gives `[n, len(q)]` with the same few ops (on CPU each op costs more than the
+    arithmetic on these small tensors).
     """
     if not isinstance(q, Sequence):
         return percentiles_from_histograms(counts, lo, hi, [q])[:, 0]
@@ -123,13 +157,28 @@ def percentiles_from_histograms(
     before = tf.gather(cumulative, k, batch_dims=1) - in_bin
     inside = tf.math.divide_no_nan(target - before, in_bin)
     lo, hi = lo[:, None], hi[:, None]
-    width = tf.where(hi > lo, (hi - lo) / bins, 0.0)
-    value = tf.clip_by_value(lo + (tf.cast(k, tf.float32) + inside) * width, lo, hi)
+    fraction = tf.clip_by_value((tf.cast(k, tf.float32) + inside) / bins, 0.0, 1.0)
+    # A convex combination, not lo + fraction * (hi - lo): hi - lo can overflow float32.
+    value = tf.where(hi > lo, lo * (1.0 - fraction) + hi * fraction, lo)
     return tf.where(total[:, None] > 0, value, _NAN)
 
 
 def _count(mask: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(tf.cast(mask, tf.float32))
+
+
+def _centered_squares(
+    flats: Sequence[tf.Tensor], mean: tf.Tensor, finite: Sequence[tf.Tensor] | None = None
+) -> tf.Tensor:
+    """Per flat tensor, the sum of (x - mean)^2 (over the `finite` mask's values), `[n]`: the
+    second pass of a two-pass variance."""
+    sums = []
+    for i, f in enumerate(flats):
+        centered = f - mean[i]
+        if finite is not None:
+            centered = tf.where(finite[i], centered, tf.zeros_like(centered))
+        sums.append(tf.reduce_sum(tf.square(centered)))
+    return tf.stack(sums)
 
 
 class Reductions:
@@ -173,7 +222,10 @@ class Reductions:
 
     @functools.cached_property
     def _moments(self) -> tuple[tf.Tensor, ...]:
-        """`(count, nan_count, mean, variance, min, max)`, each `[n]`, over finite values."""
+        """`(count, nan_count, mean, variance, min, max)`, each `[n]`, over finite values.
+
+        `mean` and `variance` are float64: the variance of finite float32 values reaches 1e77.
+        """
         total = tf.stack([tf.reduce_sum(f) for f in self.flats])
         total_sq = 2.0 * tf.stack([tf.nn.l2_loss(f) for f in self.flats])
         low = tf.stack([tf.reduce_min(f) for f in self.flats])
@@ -183,37 +235,34 @@ class Reductions:
             mean = total / self.size
             variance = total_sq / self.size - tf.square(mean)
             cancelled = (variance <= _CANCELLATION_RATIO * tf.square(mean)) & (mean != 0.0)
+            # A finite sum of squares bounds every centered square: float32 cannot overflow here.
             variance = tf.cond(
                 tf.reduce_any(cancelled),
-                lambda: self._centered_variance(mean, masked=False),
+                lambda: _centered_squares(self.flats, mean) / self.size,
                 lambda: variance,
             )
+            mean, variance = tf.cast(mean, tf.float64), tf.cast(variance, tf.float64)
             return self.size, tf.zeros_like(total), mean, variance, low, high
 
-        # NaN or Inf anywhere makes a sum non-finite (so can huge finite values: the masked
-        # branch is exact either way).
+        # NaN or Inf anywhere makes a sum non-finite, and so do finite values whose squares
+        # exceed float32 (|x| > 1.8e19): the masked branch is exact either way.
         all_finite = tf.reduce_all(tf.math.is_finite(total) & tf.math.is_finite(total_sq))
         return tf.cond(all_finite, finite_moments, self._masked_moments)
 
-    def _centered_variance(self, mean: tf.Tensor, masked: bool) -> tf.Tensor:
-        sums, counts = [], []
-        for i, f in enumerate(self.flats):
-            centered = f - mean[i]
-            if masked:
-                finite = tf.math.is_finite(f)
-                centered = tf.where(finite, centered, 0.0)
-                counts.append(_count(finite))
-            sums.append(tf.reduce_sum(tf.square(centered)))
-        return tf.stack(sums) / (tf.stack(counts) if masked else self.size)
-
     def _masked_moments(self) -> tuple[tf.Tensor, ...]:
+        """`_moments` of the finite values, in float64: their sums and squares can exceed
+        float32's range, not float64's ((3.4e38)^2 = 1.2e77)."""
         finite = [tf.math.is_finite(f) for f in self.flats]
         count = tf.stack([_count(m) for m in finite])
         nan_count = tf.stack([_count(tf.math.is_nan(f)) for f in self.flats])
-        mean = tf.stack(
-            [tf.reduce_sum(tf.where(m, f, 0.0)) for f, m in zip(self.flats, finite, strict=True)]
-        )
-        mean /= count
+        # Non-finite values become 0 here and are masked out of the centered squares below.
+        values = [
+            tf.where(m, tf.cast(f, tf.float64), 0.0)
+            for f, m in zip(self.flats, finite, strict=True)
+        ]
+        count64 = tf.cast(count, tf.float64)
+        mean = tf.stack([tf.reduce_sum(v) for v in values]) / count64
+        variance = _centered_squares(values, mean, finite) / count64
         low = tf.stack(
             [
                 tf.reduce_min(tf.where(m, f, math.inf))
@@ -231,7 +280,7 @@ class Reductions:
             count,
             nan_count,
             mean,
-            self._centered_variance(mean, masked=True),
+            variance,
             tf.where(empty, _NAN, low),
             tf.where(empty, _NAN, high),
         )
@@ -262,22 +311,34 @@ class Reductions:
         return self._moments[5]
 
     @functools.cached_property
+    def _range(self) -> tuple[tf.Tensor, tf.Tensor]:
+        """`(lo, hi)`, `[n]` each: [min, max], widened for constant tensors (`histogram_range`)."""
+        return histogram_range(self.min, self.max)
+
+    @functools.cached_property
     def histograms(self) -> tf.Tensor:
-        """`[n, bins]` counts over [min, max] of each tensor, scaled to its finite count."""
+        """`[n, bins]` counts over the histogram range of each tensor, scaled to its finite
+        count."""
         samples = tf.stack([strided_sample(t, self.max_histogram_values) for t in self.tensors])
-        counts = histograms(samples, self.min, self.max, self.bins)
+        counts = histograms(samples, *self._range, self.bins)
         scale = tf.math.divide_no_nan(self.count, tf.reduce_sum(counts, axis=-1))
         return counts * scale[:, None]
+
+    def _percentiles_within_range(self, q: Sequence[float]) -> tf.Tensor:
+        """`[n, len(q)]` read off the histograms, clipped to [min, max]: a constant tensor's
+        percentiles are the constant, not a point of its widened histogram range."""
+        value = percentiles_from_histograms(self.histograms, *self._range, q)
+        return tf.clip_by_value(value, self.min[:, None], self.max[:, None])
 
     @functools.cached_property
     def _percentiles(self) -> tf.Tensor:
         """`[n, len(PERCENTILES)]`, all read off the histograms at once."""
-        return percentiles_from_histograms(self.histograms, self.min, self.max, PERCENTILES)
+        return self._percentiles_within_range(PERCENTILES)
 
     def percentile(self, q: float) -> tf.Tensor:
         if q in PERCENTILES:
             return self._percentiles[:, PERCENTILES.index(q)]
-        return percentiles_from_histograms(self.histograms, self.min, self.max, q)
+        return self._percentiles_within_range([q])[:, 0]
 
     @functools.cached_property
     def _unit_nonzero(self) -> list[tf.Tensor | None]:
@@ -381,7 +442,9 @@ def reduce_tensors(
         bounds: per tensor, bounded-activation range for `frac_saturated` (see `Reductions`).
         saturation_threshold: see `Reductions`.
         units: per tensor, whether the last axis holds units, for `frac_dead_units`.
-        with_histograms: also return `[n, bins + 2]` = `[min, max, counts...]` per tensor.
+        with_histograms: also return `[n, bins + 2]` = `[lo, hi, counts...]` per tensor: the
+            histogram range (min and max, widened for a constant: `histogram_range`) and the
+            counts of `bins` equal bins over it.
         max_histogram_values: subsample size for the histograms and percentiles.
 
     Returns:
@@ -398,4 +461,5 @@ def reduce_tensors(
     values = tf.stack([tf.cast(STATS[name](r), tf.float32) for name in stats], axis=1)
     if not with_histograms:
         return values, None
-    return values, tf.concat([r.min[:, None], r.max[:, None], r.histograms], axis=1)
+    lo, hi = r._range
+    return values, tf.concat([lo[:, None], hi[:, None], r.histograms], axis=1)

@@ -12,11 +12,15 @@ from keras_initx.stats import (
     strided_sample,
 )
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
-def _reduce(arrays, **kwargs):
-    values, hist = tf.function(lambda *ts: reduce_tensors(list(ts), **kwargs))(
-        *[tf.constant(a, tf.float32) for a in arrays]
-    )
+
+def _reduce(arrays, compiled=True, **kwargs):
+    """`reduce_tensors` compiled in a `tf.function` as the probe runs it, or eagerly."""
+    function = lambda *ts: reduce_tensors(list(ts), **kwargs)  # noqa: E731
+    if compiled:
+        function = tf.function(function)
+    values, hist = function(*[tf.constant(a, tf.float32) for a in arrays])
     frame = {name: values.numpy()[:, i] for i, name in enumerate(kwargs.get("stats", STAT_NAMES))}
     return frame, (None if hist is None else hist.numpy())
 
@@ -120,3 +124,118 @@ def test_strided_sample_visits_every_unit():
     units = np.unique(sample[np.isfinite(sample)] % 500)
     assert len(units) == 500  # a stride sharing a factor with 500 would skip columns
     assert np.isnan(strided_sample(tf.ones([3]), 8).numpy()[3:]).all()
+
+
+def _finite64(a):
+    return a[np.isfinite(a)].astype(np.float64)
+
+
+def _huge_arrays():
+    rng = np.random.default_rng(2)
+    mixed = rng.standard_normal(1000)
+    mixed[:3] = [3e38, -3.3e38, FLOAT32_MAX]
+    return {
+        "1e20": 1e20 * rng.standard_normal(1000) + 3e19,
+        "1e30": 1e30 * rng.standard_normal(1000),
+        "3e38 and small": mixed,
+        "1e20, NaN, Inf": np.concatenate([1e20 * rng.standard_normal(300), [np.nan, np.inf]]),
+    }
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "eager"])
+def test_huge_finite_values_give_exact_moments(compiled):
+    """Squares beyond float32's range: moments in float64, as numpy's, not inf."""
+    arrays = {k: v.astype(np.float32) for k, v in _huge_arrays().items()}
+    moments = ["mean", "std", "rms", "min", "max", "nan_count", "inf_count"]
+    out, _ = _reduce(list(arrays.values()), compiled=compiled, stats=moments)
+    for i, (name, a) in enumerate(arrays.items()):
+        finite = _finite64(a)
+        np.testing.assert_allclose(out["mean"][i], finite.mean(), rtol=1e-6, err_msg=name)
+        np.testing.assert_allclose(out["std"][i], finite.std(), rtol=1e-6, err_msg=name)
+        rms = np.sqrt(np.mean(finite**2))
+        np.testing.assert_allclose(out["rms"][i], rms, rtol=1e-6, err_msg=name)
+        assert (out["min"][i], out["max"][i]) == (finite.min(), finite.max()), name
+        assert out["nan_count"][i] == np.isnan(a).sum(), name
+        assert out["inf_count"][i] == np.isinf(a).sum(), name
+
+
+def _edges(row):
+    """Bin edges of a `[lo, hi, counts...]` row, in float64 as the TensorBoard sink draws them."""
+    return np.linspace(np.float64(row[0]), np.float64(row[1]), len(row) - 1)
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "eager"])
+def test_histograms_never_fail(compiled):
+    """Constants of any magnitude, ranges wider than float32, all-NaN, NaN/Inf among finite."""
+    rng = np.random.default_rng(3)
+    wide = rng.uniform(-3e38, 3e38, 2000)
+    wide[:2] = [-3e38, 3e38]  # hi - lo overflows float32
+    arrays = dict(_huge_arrays())
+    arrays.update(
+        {
+            "constant 2^24": np.full(100, 2.0**24),
+            "constant -2^24 - 2": np.full(100, -(2.0**24) - 2),
+            "constant float32 max": np.full(10, FLOAT32_MAX),
+            "wide": wide,
+            # bins / width beyond float32 (TF on CPU flushes subnormals, so normal numbers).
+            "tiny width": np.finfo(np.float32).tiny * np.array([1.0, 1.5, 2.0, 3.0]),
+            "all NaN": np.full(7, np.nan),
+            "NaN, Inf and finite": np.array([np.nan, -np.inf, 2.0, np.inf, -1.0, 5.0, np.nan]),
+            "Inf only": np.array([np.inf, -np.inf]),
+        }
+    )
+    arrays = {k: v.astype(np.float32) for k, v in arrays.items()}
+    out, hist = _reduce(list(arrays.values()), compiled=compiled, with_histograms=True)
+    for i, (name, a) in enumerate(arrays.items()):
+        finite = _finite64(a)
+        counts = hist[i, 2:]
+        assert (counts >= 0).all() and counts.sum() == pytest.approx(finite.size), name
+        assert out["nan_count"][i] == np.isnan(a).sum(), name
+        assert out["inf_count"][i] == np.isinf(a).sum(), name
+        percentiles = np.array([out["p1"][i], out["p50"][i], out["p99"][i]])
+        if finite.size == 0:
+            assert np.isnan(percentiles).all() and np.isnan(out["min"][i]), name
+            continue
+        assert (out["min"][i], out["max"][i]) == (finite.min(), finite.max()), name
+        assert np.isfinite(hist[i, :2]).all() and hist[i, 0] < hist[i, 1], name
+        assert (percentiles >= finite.min()).all() and (percentiles <= finite.max()).all(), name
+        if finite.size == a.size and a.size <= 4096 and finite.min() < finite.max():
+            # Not subsampled: the counts are NumPy's over the same range, computed in float64.
+            expected, _ = np.histogram(finite, bins=_edges(hist[i]))
+            np.testing.assert_array_equal(counts, expected, err_msg=name)
+        if finite.size == a.size and 1000 <= a.size <= 4096:
+            # Enough values that NumPy's interpolation between them is within a bin too.
+            width = (finite.max() - finite.min()) / counts.size
+            for q, p in zip((1, 50, 99), percentiles, strict=True):
+                assert abs(p - np.percentile(finite, q)) <= width, (name, q)
+
+
+# (c, lo, hi): lo, hi = c -+ max(|c|, 1) / 2 within float32, from the float32 value of c.
+_CONSTANT_RANGES = [
+    (0.0, -0.5, 0.5),
+    (0.25, -0.25, 0.75),
+    (-3.0, -4.5, -1.5),
+    (5.0, 2.5, 7.5),
+    (2.0**24, 2.0**23, 1.5 * 2.0**24),
+    (-1e30, 1.5 * float(np.float32(-1e30)), 0.5 * float(np.float32(-1e30))),
+    (FLOAT32_MAX, FLOAT32_MAX / 2, FLOAT32_MAX),
+]
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "eager"])
+def test_constant_tensor_histogram_range(compiled):
+    """A constant c is binned over [c - h, c + h], h = max(|c|, 1) / 2 (within float32), all
+    its values in the bin at c; its percentiles are c."""
+    arrays = [np.full((4, 3), c, np.float32) for c, _, _ in _CONSTANT_RANGES]
+    out, hist = _reduce(arrays, compiled=compiled, with_histograms=True)
+    for i, (c, low, high) in enumerate(_CONSTANT_RANGES):
+        row = hist[i]
+        assert row[0] == pytest.approx(low, rel=1e-7) and row[1] == pytest.approx(high, rel=1e-7)
+        (filled,) = np.nonzero(row[2:])
+        assert len(filled) == 1 and row[2 + filled[0]] == 12.0, c
+        edges = _edges(row)
+        left, right = edges[filled[0]], edges[filled[0] + 1]
+        assert left - 1e-6 * abs(c) <= c <= right + 1e-6 * abs(c), c
+        for stat in ("p1", "p50", "p99", "min", "max", "mean"):
+            assert out[stat][i] == np.float32(c), (c, stat)
+        assert out["std"][i] == 0.0, c
