@@ -162,8 +162,8 @@ def test_nested_multi_input_multi_output_paths_and_gradients():
     x = [rng.normal(size=(16, 4)).astype("f4"), rng.normal(size=(16, 3)).astype("f4")]
     y = [rng.integers(0, 2, 16), rng.normal(size=(16, 1)).astype("f4")]
     probe = build_probe(model, tensors=["activation", "activation_grad"])
-    assert [i.path for i in probe.layers] == ["outer/dense", "outer/inner/dense", "outer/h1",
-                                              "outer/h2"]
+    assert [i.path for i in probe.layers] == ["outer/concatenate", "outer/dense",
+                                              "outer/inner/dense", "outer/h1", "outer/h2"]
     got = probe(x, y).as_dict()
     for path in got:
         assert got[path]["activation_grad"]["std"] > 0, path
