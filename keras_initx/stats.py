@@ -167,18 +167,33 @@ def _count(mask: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(tf.cast(mask, tf.float32))
 
 
-def _centered_squares(
-    flats: Sequence[tf.Tensor], mean: tf.Tensor, finite: Sequence[tf.Tensor] | None = None
-) -> tf.Tensor:
-    """Per flat tensor, the sum of (x - mean)^2 (over the `finite` mask's values), `[n]`: the
-    second pass of a two-pass variance."""
-    sums = []
-    for i, f in enumerate(flats):
-        centered = f - mean[i]
-        if finite is not None:
-            centered = tf.where(finite[i], centered, tf.zeros_like(centered))
-        sums.append(tf.reduce_sum(tf.square(centered)))
-    return tf.stack(sums)
+class _Segments:
+    """All tensors' values in one vector with each value's tensor index, for the rare branches
+    (NaN/Inf or overflow, cancellation, zeros among NaN).
+
+    Built inside those branches only: the copy costs one memory pass when a branch runs, and
+    the branch's graph holds a few segment ops in total instead of a few ops per tensor (per-
+    tensor branches made a 50-layer probe's trace and first run take tens of seconds).
+    """
+
+    def __init__(self, flats: Sequence[tf.Tensor], dtype: tf.DType = tf.float32) -> None:
+        self.n = len(flats)
+        self.values = tf.cast(tf.concat(flats, 0), dtype)
+        self.ids = tf.repeat(tf.range(self.n), tf.stack([tf.size(f) for f in flats]))
+
+    def sum(self, values: tf.Tensor) -> tf.Tensor:
+        return tf.math.unsorted_segment_sum(values, self.ids, self.n)
+
+    def count(self, mask: tf.Tensor) -> tf.Tensor:
+        return self.sum(tf.cast(mask, tf.float32))
+
+    def centered_squares(self, mean: tf.Tensor, mask: tf.Tensor | None = None) -> tf.Tensor:
+        """Per tensor, the sum of (x - mean)^2 over the values (where `mask`): the second pass
+        of a two-pass variance."""
+        centered = self.values - tf.gather(mean, self.ids)
+        if mask is not None:
+            centered = tf.where(mask, centered, tf.zeros_like(centered))
+        return self.sum(tf.square(centered))
 
 
 class Reductions:
@@ -238,7 +253,7 @@ class Reductions:
             # A finite sum of squares bounds every centered square: float32 cannot overflow here.
             variance = tf.cond(
                 tf.reduce_any(cancelled),
-                lambda: _centered_squares(self.flats, mean) / self.size,
+                lambda: _Segments(self.flats).centered_squares(mean) / self.size,
                 lambda: variance,
             )
             mean, variance = tf.cast(mean, tf.float64), tf.cast(variance, tf.float64)
@@ -252,29 +267,22 @@ class Reductions:
     def _masked_moments(self) -> tuple[tf.Tensor, ...]:
         """`_moments` of the finite values, in float64: their sums and squares can exceed
         float32's range, not float64's ((3.4e38)^2 = 1.2e77)."""
-        finite = [tf.math.is_finite(f) for f in self.flats]
-        count = tf.stack([_count(m) for m in finite])
-        nan_count = tf.stack([_count(tf.math.is_nan(f)) for f in self.flats])
+        segments = _Segments(self.flats, tf.float64)
+        finite = tf.math.is_finite(segments.values)
+        count = segments.count(finite)
+        nan_count = segments.count(tf.math.is_nan(segments.values))
         # Non-finite values become 0 here and are masked out of the centered squares below.
-        values = [
-            tf.where(m, tf.cast(f, tf.float64), 0.0)
-            for f, m in zip(self.flats, finite, strict=True)
-        ]
+        values = tf.where(finite, segments.values, 0.0)
         count64 = tf.cast(count, tf.float64)
-        mean = tf.stack([tf.reduce_sum(v) for v in values]) / count64
-        variance = _centered_squares(values, mean, finite) / count64
-        low = tf.stack(
-            [
-                tf.reduce_min(tf.where(m, f, math.inf))
-                for f, m in zip(self.flats, finite, strict=True)
-            ]
+        mean = segments.sum(values) / count64
+        variance = segments.centered_squares(mean, finite) / count64
+        low = tf.math.unsorted_segment_min(
+            tf.where(finite, segments.values, math.inf), segments.ids, segments.n
         )
-        high = tf.stack(
-            [
-                tf.reduce_max(tf.where(m, f, -math.inf))
-                for f, m in zip(self.flats, finite, strict=True)
-            ]
+        high = tf.math.unsorted_segment_max(
+            tf.where(finite, segments.values, -math.inf), segments.ids, segments.n
         )
+        low, high = tf.cast(low, tf.float32), tf.cast(high, tf.float32)
         empty = count == 0
         return (
             count,
@@ -371,7 +379,8 @@ class Reductions:
             return self.size - tf.stack(nonzero)
 
         def masked_zeros():
-            return tf.stack([_count(tf.equal(f, 0.0)) for f in self.flats])
+            segments = _Segments(self.flats)
+            return segments.count(tf.equal(segments.values, 0.0))
 
         zeros = tf.cond(tf.reduce_all(self.count == self.size), finite_zeros, masked_zeros)
         return zeros / self.count
