@@ -15,6 +15,7 @@ import pytest
 
 from keras_initx.initializers import (
     INITIALIZERS,
+    DeltaOrthogonal,
     LecunOneOverSqrtD,
     OrthogonalGain,
     SigmoidGlorotNormal,
@@ -225,6 +226,12 @@ CONFIGURED = [
     OrthogonalGain(gain=0.5, seed=keras.random.SeedGenerator(5)),
     Sparse(sparsity=0.8, stddev=0.02, seed=6),
     Sparse(num_nonzero=7, stddev="auto", seed=7),
+    # What EinsumDense passes when it builds (its fan axes), and per-gate orthogonal blocks.
+    # (Drawn below on a (12, 9) kernel: axes of a rank-2 kernel, 12 units for the blocks.)
+    LecunOneOverSqrtD(seed=8, input_axes=[1], output_axes=[0]),
+    SigmoidGlorotNormal(seed=9, input_axes=[0], output_axes=[1]),
+    OrthogonalGain(gain="tanh", seed=10, blocks=3, input_axes=[1], output_axes=[0]),
+    Sparse(num_nonzero=2, seed=11, input_axes=[1], output_axes=[0]),
 ]
 
 
@@ -322,6 +329,27 @@ BAD_INPUT = [
                                          r"rank >= 2"),
     (lambda: OrthogonalGain()((5,)), ValueError, r"shape=\(5,\) of rank 1"),
     (lambda: OrthogonalGain()(()), ValueError, r"shape=\(\) of rank 0"),
+    (lambda: OrthogonalGain(blocks=0), ValueError, r"blocks=0\. Expected an integer >= 1"),
+    (lambda: OrthogonalGain(blocks=2.0), TypeError, r"blocks=2\.0 of type float"),
+    (lambda: OrthogonalGain(blocks=3)((16, 64)), ValueError,
+     r"blocks=3 for shape=\(16, 64\) with 64 units \(columns\)\. Expected a divisor"),
+    (lambda: LecunOneOverSqrtD(input_axes=[0]), ValueError,
+     r"input_axes=\[0\], output_axes=None\. Expected both None or both lists"),
+    (lambda: Sparse(input_axes=None, output_axes=[1]), ValueError, r"Expected both None"),
+    (lambda: OrthogonalGain(input_axes=0, output_axes=[1]), TypeError,
+     r"argument `input_axes`\. Received: input_axes=0\. Expected a list of ints"),
+    (lambda: SigmoidGlorotUniform(input_axes=[0], output_axes=[True]), TypeError,
+     r"argument `output_axes`"),
+    (lambda: Sparse(input_axes=[0, 1], output_axes=[1]), ValueError,
+     r"Expected distinct axes"),
+    (lambda: LecunOneOverSqrtD(input_axes=[0], output_axes=[3])((4, 5, 6)), ValueError,
+     r"input_axes=\[0\], output_axes=\[3\] for shape=\(4, 5, 6\) of rank 3\. Expected the "
+     r"two to name every axis in \[0, 3\) exactly once"),
+    (lambda: OrthogonalGain(input_axes=[0], output_axes=[1])((4, 5, 6)), ValueError,
+     r"name every axis"),
+    (lambda: DeltaOrthogonal(input_axes=[0], output_axes=[1, 2]), ValueError,
+     r"input_axes=\[0\], output_axes=\[1, 2\]\. Expected None: DeltaOrthogonal is for "
+     r"convolution kernels"),
 ]  # fmt: skip
 
 
