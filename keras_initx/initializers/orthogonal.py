@@ -64,10 +64,11 @@ class OrthogonalGain(keras.initializers.Orthogonal, FanAxesInitializer):
                  `MultiHeadAttention` (which pass `input_axes`/`output_axes`), (product of the input
                  axes, product of the output axes), so the layer is an orthogonal map from its
                  inputs to its outputs. Keras' `Orthogonal` ignores the einsum axes: on an MHA
-                 query kernel (dim, heads, head_dim) it flattens (dim * heads, head_dim), which
-                 scales each unit's pre-activation variance by 1/heads; ours draws a
-                 (dim, heads * head_dim) matrix. Both agree wherever the output is the last axis
-                 alone (Dense, conv, RNN, the MHA output projection).
+                 query kernel (dim, heads, head_dim) it flattens (dim * heads, head_dim): entries
+                 of variance 1/(dim * heads), each unit's pre-activation variance 1/heads of ours
+                 when dim = heads * head_dim; ours draws a (dim, heads * head_dim) matrix. Both
+                 agree where the input axes lead and the output is the last axis alone (Dense,
+                 conv, RNN, the MHA output projection).
                  With `blocks=b` the columns are cut into b equal blocks, each an independent
                  orthogonal matrix.
     Variance:    gain^2 / max(rows, cols / blocks) per entry; exactly W^T W = gain^2 I (tall or
@@ -78,9 +79,10 @@ class OrthogonalGain(keras.initializers.Orthogonal, FanAxesInitializer):
                  LSTM/GRU recurrent kernels are (units, 4 * units) / (units, 3 * units), one column
                  block per gate. With `blocks=1` (Keras' `Orthogonal` does the same) the whole wide
                  matrix has orthonormal rows, so each gate's (units, units) block is not orthogonal
-                 and has singular values around 1/2 (LSTM) or 1/sqrt(3) (GRU); `blocks=4` (LSTM)
-                 or `blocks=3` (GRU) makes every gate's block gain * orthogonal. On an MHA
-                 projection, `blocks=num_heads` makes each head's (dim, head_dim) block orthogonal.
+                 (its singular values have RMS 1/2 for an LSTM, 1/sqrt(3) for a GRU, and spread
+                 from near 0 to sqrt(3)/2 or sqrt(8)/3); `blocks=4` (LSTM) or `blocks=3` (GRU)
+                 makes every gate's block gain * orthogonal. On an MHA projection,
+                 `blocks=num_heads` makes each head's (dim, head_dim) block orthogonal.
     Args:
         gain: non-negative number or activation name; resolved (and validated) at construction,
             stored as given so `get_config` round-trips the name.
