@@ -7,7 +7,9 @@ passes its kernel's input and output axes only to initializers that are
 (keras/src/layers/core/einsum_dense.py). Every keras_initx initializer therefore derives from
 `FanAxesInitializer`, a `VarianceScaling`, and accepts those two arguments; the ones whose draw is
 not a variance scaling (orthogonal, sparse) override `__call__` and `get_config` and leave the
-inherited `scale`/`mode`/`distribution` unused.
+inherited `scale`/`mode`/`distribution` unused. Configs list the axes only when they are set, so
+the config (and an experiment's label) of an initializer built without them is what it was before
+they existed.
 """
 
 from __future__ import annotations
@@ -112,3 +114,9 @@ class FanAxesInitializer(keras.initializers.VarianceScaling):
     def kernel_layout(self, shape: Sequence[int]) -> tuple[int, int, tuple[int, ...]]:
         """`kernel_layout` with this initializer's axes."""
         return kernel_layout(shape, self.input_axes, self.output_axes)
+
+    def axes_config(self) -> dict:
+        """The `get_config` entries for the axes: both when set, none when None."""
+        if self.input_axes is None:
+            return {}
+        return {"input_axes": self.input_axes, "output_axes": self.output_axes}

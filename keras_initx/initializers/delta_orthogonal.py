@@ -84,7 +84,3 @@ class DeltaOrthogonal(OrthogonalGain):
         centre[tuple(size // 2 for size in spatial)] = 1.0
         # Broadcast (*spatial, 1, 1) x (in, out): the matrix at the centre, zeros elsewhere.
         return ops.cast(centre, matrix.dtype) * matrix
-
-    def get_config(self) -> dict:
-        # The axes can only be None (see __init__), so the config is gain and seed alone.
-        return {"gain": self.gain, "seed": super().get_config()["seed"]}

@@ -146,10 +146,7 @@ class OrthogonalGain(keras.initializers.Orthogonal, FanAxesInitializer):
         return matrix_to_kernel(matrix * self._gain_value, shape, order)
 
     def get_config(self) -> dict:
-        return {
-            "gain": self.gain,
-            "seed": super().get_config()["seed"],
-            "blocks": self.blocks,
-            "input_axes": self.input_axes,
-            "output_axes": self.output_axes,
-        }
+        config = {"gain": self.gain, "seed": super().get_config()["seed"]}
+        if self.blocks != 1:  # left out at its default, like the axes: older configs unchanged
+            config["blocks"] = self.blocks
+        return {**config, **self.axes_config()}

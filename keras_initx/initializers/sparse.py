@@ -142,8 +142,7 @@ class Sparse(keras.initializers.RandomNormal, FanAxesInitializer):
             "stddev": self.stddev,
             "num_nonzero": self.num_nonzero,
             "seed": super().get_config()["seed"],
-            "input_axes": self.input_axes,
-            "output_axes": self.output_axes,
+            **self.axes_config(),
         }
 
 

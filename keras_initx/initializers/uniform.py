@@ -58,11 +58,7 @@ class _PinnedVarianceScaling(FanAxesInitializer):
     def get_config(self) -> dict:
         # Only the seed and the axes are constructor arguments; the base config also holds the
         # pinned constants, which the default `from_config` (cls(**config)) would reject.
-        return {
-            "seed": super().get_config()["seed"],
-            "input_axes": self.input_axes,
-            "output_axes": self.output_axes,
-        }
+        return {"seed": super().get_config()["seed"], **self.axes_config()}
 
 
 @keras.saving.register_keras_serializable(package="keras_initx")
