@@ -182,7 +182,7 @@ def assert_follows(name: str, kernel: np.ndarray, equation) -> None:
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_layer_draws_with_its_own_fans(family, name):
     keras.utils.set_random_seed(SEED)  # names draw with default seeds: fix them
-    layer, kernels = FAMILIES[family](name)
+    _, kernels = FAMILIES[family](name)
     for label, variable, equation in kernels:
         kernel = to_numpy(variable)
         assert kernel.size >= 1000, (label, kernel.shape)  # a variance check with some power
