@@ -150,18 +150,32 @@ def resolve_gain(gain: float | str, argument: str = "gain") -> float:
     return float(gain)
 
 
-def compute_fans(shape: Sequence[int]) -> tuple[int, int]:
+def compute_fans(
+    shape: Sequence[int],
+    input_axes: Sequence[int] | None = None,
+    output_axes: Sequence[int] | None = None,
+) -> tuple[int, int]:
     """Fan-in and fan-out of a kernel with Keras' convention (`(..., in, out)`).
 
     For rank > 2 (convolution kernels `(*spatial, in, out)`) both fans are multiplied by the
     receptive field size, as in `keras.src.initializers.random_initializers.compute_fans`; torch
     stores weights as `(out, in, ...)`, so its fan code does not port as is.
 
+    With both `input_axes` and `output_axes` (what `EinsumDense`, hence `MultiHeadAttention`,
+    passes to a `VarianceScaling` initializer: the kernel axes its equation contracts with the
+    input, and the ones that reach the output), fan_in is the product of the input axes' sizes and
+    fan_out that of the output axes', again as Keras computes them; with only one of them given,
+    both are ignored, as in Keras.
+
     Example:
         >>> compute_fans((3, 3, 64, 128))
         (576, 1152)
+        >>> compute_fans((64, 4, 16), input_axes=[0], output_axes=[1, 2])  # MHA query kernel
+        (64, 64)
     """
     shape = tuple(int(d) for d in shape)
+    if input_axes is not None and output_axes is not None:
+        return math.prod(shape[a] for a in input_axes), math.prod(shape[a] for a in output_axes)
     if len(shape) == 0:
         return 1, 1
     if len(shape) == 1:

@@ -15,6 +15,7 @@ import pytest
 
 from keras_initx.initializers import (
     INITIALIZERS,
+    DeltaOrthogonal,
     LecunOneOverSqrtD,
     OrthogonalGain,
     SigmoidGlorotNormal,
@@ -225,13 +226,21 @@ CONFIGURED = [
     OrthogonalGain(gain=0.5, seed=keras.random.SeedGenerator(5)),
     Sparse(sparsity=0.8, stddev=0.02, seed=6),
     Sparse(num_nonzero=7, stddev="auto", seed=7),
+    # What EinsumDense passes when it builds (its fan axes), and per-gate orthogonal blocks.
+    # (Drawn below on a (12, 9) kernel: axes of a rank-2 kernel, 12 units for the blocks.)
+    LecunOneOverSqrtD(seed=8, input_axes=[1], output_axes=[0]),
+    SigmoidGlorotNormal(seed=9, input_axes=[0], output_axes=[1]),
+    OrthogonalGain(gain="tanh", seed=10, blocks=3, input_axes=[1], output_axes=[0]),
+    Sparse(num_nonzero=2, seed=11, input_axes=[1], output_axes=[0]),
 ]
 
 
 @pytest.mark.parametrize("init", CONFIGURED, ids=lambda i: type(i).__name__)
 def test_config_round_trip(init):
     config = init.get_config()
-    assert set(config) == set(inspect.signature(type(init)).parameters)
+    parameters = set(inspect.signature(type(init)).parameters)
+    # Every argument, except the newer ones, which are listed only when not at their default.
+    assert parameters - {"blocks", "input_axes", "output_axes"} <= set(config) <= parameters
     assert type(init).from_config(config).get_config() == config
     payload = json.loads(json.dumps(keras.saving.serialize_keras_object(init)))
     assert payload["registered_name"] == f"keras_initx>{type(init).__name__}"
@@ -248,6 +257,14 @@ def test_arguments_are_stored():
     assert (sparse.sparsity, sparse.stddev, sparse.num_nonzero) == (0.5, 0.1, None)
     # num_nonzero with the default sparsity: the count wins and sparsity is stored as None.
     assert Sparse(sparsity=0.9, num_nonzero=3).get_config()["sparsity"] is None
+    # The newer arguments: stored, and in the config only when not at their default.
+    assert OrthogonalGain(gain="relu", seed=4).get_config() == {"gain": "relu", "seed": 4}
+    assert LecunOneOverSqrtD(seed=1).get_config() == {"seed": 1}
+    orthogonal = OrthogonalGain(blocks=4, input_axes=(0,), output_axes=[1, 2], seed=2)
+    assert (orthogonal.blocks, orthogonal.input_axes, orthogonal.output_axes) == (4, [0], [1, 2])
+    assert orthogonal.get_config() == {
+        "gain": 1.0, "seed": 2, "blocks": 4, "input_axes": [0], "output_axes": [1, 2]
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize("name", list(INITIALIZERS))
@@ -322,6 +339,27 @@ BAD_INPUT = [
                                          r"rank >= 2"),
     (lambda: OrthogonalGain()((5,)), ValueError, r"shape=\(5,\) of rank 1"),
     (lambda: OrthogonalGain()(()), ValueError, r"shape=\(\) of rank 0"),
+    (lambda: OrthogonalGain(blocks=0), ValueError, r"blocks=0\. Expected an integer >= 1"),
+    (lambda: OrthogonalGain(blocks=2.0), TypeError, r"blocks=2\.0 of type float"),
+    (lambda: OrthogonalGain(blocks=3)((16, 64)), ValueError,
+     r"blocks=3 for shape=\(16, 64\) with 64 units \(columns\)\. Expected a divisor"),
+    (lambda: LecunOneOverSqrtD(input_axes=[0]), ValueError,
+     r"input_axes=\[0\], output_axes=None\. Expected both None or both lists"),
+    (lambda: Sparse(input_axes=None, output_axes=[1]), ValueError, r"Expected both None"),
+    (lambda: OrthogonalGain(input_axes=0, output_axes=[1]), TypeError,
+     r"argument `input_axes`\. Received: input_axes=0\. Expected a list of ints"),
+    (lambda: SigmoidGlorotUniform(input_axes=[0], output_axes=[True]), TypeError,
+     r"argument `output_axes`"),
+    (lambda: Sparse(input_axes=[0, 1], output_axes=[1]), ValueError,
+     r"Expected distinct axes"),
+    (lambda: LecunOneOverSqrtD(input_axes=[0], output_axes=[3])((4, 5, 6)), ValueError,
+     r"input_axes=\[0\], output_axes=\[3\] for shape=\(4, 5, 6\) of rank 3\. Expected the "
+     r"two to name every axis in \[0, 3\) exactly once"),
+    (lambda: OrthogonalGain(input_axes=[0], output_axes=[1])((4, 5, 6)), ValueError,
+     r"name every axis"),
+    (lambda: DeltaOrthogonal(input_axes=[0], output_axes=[1, 2]), ValueError,
+     r"input_axes=\[0\], output_axes=\[1, 2\]\. Expected None: DeltaOrthogonal is for "
+     r"convolution kernels"),
 ]  # fmt: skip
 
 

@@ -32,6 +32,10 @@ class DeltaOrthogonal(OrthogonalGain):
         seed: int, None, or `keras.random.SeedGenerator`, as for `OrthogonalGain` and Keras'
             `Orthogonal`: an int or None gives the same kernel on every call of one instance, a
             `SeedGenerator` a new one.
+        input_axes, output_axes: accepted only as None. `EinsumDense` and `MultiHeadAttention`
+            pass their fan axes here when they build; their kernels have no spatial window, so
+            this raises a `ValueError` that says to use `orthogonal_gain` instead. Dense,
+            Embedding and RNN kernels (rank 2) are refused at call for their rank.
     Example:
         >>> keras.layers.Conv2D(64, 3, padding="same", activation="tanh",
         ...                     kernel_initializer=DeltaOrthogonal(gain="tanh", seed=0))
@@ -39,6 +43,23 @@ class DeltaOrthogonal(OrthogonalGain):
                  Mean Field Theory of CNNs: How to Train 10,000-Layer Vanilla Convolutional
                  Neural Networks", ICML 2018 (Algorithm 2).
     """
+
+    def __init__(
+        self,
+        gain: float | str = 1.0,
+        seed: int | keras.random.SeedGenerator | None = None,
+        input_axes: list[int] | None = None,
+        output_axes: list[int] | None = None,
+    ):
+        if input_axes is not None or output_axes is not None:
+            raise ValueError(
+                "Invalid value for arguments `input_axes` and `output_axes`. "
+                f"Received: input_axes={input_axes!r}, output_axes={output_axes!r}. "
+                "Expected None: DeltaOrthogonal is for convolution kernels "
+                "(*kernel_size, in_channels, out_channels); EinsumDense and MultiHeadAttention "
+                "kernels have no spatial centre, use `orthogonal_gain` there."
+            )
+        super().__init__(gain=gain, seed=seed)
 
     def __call__(self, shape, dtype=None):
         shape = check_kernel_shape(

@@ -8,11 +8,8 @@ import numbers
 import keras
 from keras import ops
 
-from keras_initx.initializers._checks import (
-    check_float_dtype,
-    check_kernel_shape,
-    sampling_dtype,
-)
+from keras_initx.initializers._axes import FanAxesInitializer, check_axes, matrix_to_kernel
+from keras_initx.initializers._checks import check_float_dtype, sampling_dtype
 
 __all__ = ["Sparse"]
 
@@ -25,12 +22,16 @@ def _is_number(value: object) -> bool:
 
 
 @keras.saving.register_keras_serializable(package="keras_initx")
-class Sparse(keras.initializers.RandomNormal):
+class Sparse(keras.initializers.RandomNormal, FanAxesInitializer):
     """Each output unit gets exactly k non-zero incoming weights from N(0, stddev^2), the rest 0.
 
     Formula:     for each unit (kernel column, or conv filter) pick k of its fan_in incoming
                  weights uniformly at random, draw them from N(0, stddev^2), set the others to 0;
-                 fan_in = prod(shape[:-1]) (Keras' fan-in for Dense and conv kernels).
+                 fan_in = prod(shape[:-1]) (Keras' fan-in for Dense and conv kernels). On
+                 `EinsumDense`/`MultiHeadAttention` kernels, which pass `input_axes`/`output_axes`,
+                 a unit is one index over the output axes and its incoming weights span the
+                 input axes: fan_in = product of the input axes (an MHA query kernel
+                 (dim, heads, head_dim) has heads * head_dim units of fan_in dim each).
                  k = fan_in - ceil(sparsity * fan_in) (torch.nn.init.sparse_: `sparsity` is the
                  fraction of ZEROS), or k = num_nonzero (Martens' fixed count, e.g. 15).
     Variance:    (k / fan_in) * stddev^2 per entry; k * stddev^2 per unit's input sum, which is 1
@@ -49,6 +50,9 @@ class Sparse(keras.initializers.RandomNormal):
         seed: int, None, or `keras.random.SeedGenerator`, as for Keras' `RandomNormal`: an int
             or None gives the same kernel on every call of one instance, a `SeedGenerator` a new
             one.
+        input_axes, output_axes: kernel axes of a unit's incoming weights and of the units, or
+            None (both) for (prod(shape[:-1]), shape[-1]); `EinsumDense` and
+            `MultiHeadAttention` set them when they build.
     Example:
         >>> keras.layers.Dense(512, activation="tanh",
         ...                    kernel_initializer=Sparse(num_nonzero=15, stddev="auto"))
@@ -62,6 +66,8 @@ class Sparse(keras.initializers.RandomNormal):
         stddev: float | str = 0.01,
         num_nonzero: int | None = None,
         seed: int | keras.random.SeedGenerator | None = None,
+        input_axes: list[int] | None = None,
+        output_axes: list[int] | None = None,
     ):
         if num_nonzero is None:
             sparsity = _check_sparsity(sparsity)
@@ -76,14 +82,16 @@ class Sparse(keras.initializers.RandomNormal):
             num_nonzero = _check_num_nonzero(num_nonzero)
             sparsity = None
         stddev = _check_stddev(stddev)
+        input_axes, output_axes = check_axes(input_axes, output_axes)
         super().__init__(mean=0.0, stddev=stddev, seed=seed)
         self.sparsity = sparsity
         self.num_nonzero = num_nonzero
+        self.input_axes, self.output_axes = input_axes, output_axes
 
     def __call__(self, shape, dtype=None):
         dtype = check_float_dtype(dtype)
-        shape = check_kernel_shape(shape)
-        fan_in, units = math.prod(shape[:-1]), shape[-1]
+        fan_in, units, order = self.kernel_layout(shape)
+        shape = tuple(int(d) for d in shape)
         k = self._nonzero_count(fan_in, shape)
         stddev = 1.0 / math.sqrt(k) if self.stddev == "auto" else self.stddev
         # Two draws (selection keys, values) must come from distinct streams: an int seed feeds
@@ -97,14 +105,15 @@ class Sparse(keras.initializers.RandomNormal):
         values = keras.random.normal(
             (units * k,), stddev=stddev, dtype=sampling_dtype(dtype), seed=seed
         )
-        # Position of kernel entry (input i, unit u) in the flattened (fan_in, units) kernel.
+        # Position of entry (input i, unit u) in the flattened (fan_in, units) matrix.
         index_dtype = "int32" if units * fan_in < _INT32_LIMIT else "int64"
         units_column = ops.arange(units, dtype=index_dtype)[:, None]
         flat_index = ops.reshape(ops.cast(picked, index_dtype) * units + units_column, (-1,))
         # Indices are distinct, so the segment sum places each value once; on TensorFlow it is
         # about twice as fast as ops.scatter.
         dense = ops.segment_sum(values, flat_index, num_segments=units * fan_in, sorted=False)
-        return ops.cast(ops.reshape(dense, shape), dtype)
+        matrix = ops.reshape(dense, (fan_in, units))
+        return ops.cast(matrix_to_kernel(matrix, shape, order), dtype)
 
     def _nonzero_count(self, fan_in: int, shape: tuple[int, ...]) -> int:
         if self.num_nonzero is not None:
@@ -133,6 +142,7 @@ class Sparse(keras.initializers.RandomNormal):
             "stddev": self.stddev,
             "num_nonzero": self.num_nonzero,
             "seed": super().get_config()["seed"],
+            **self.axes_config(),
         }
 
 

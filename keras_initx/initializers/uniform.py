@@ -1,8 +1,10 @@
 """Fixed-scale variance-scaling initializers: the 1/sqrt(d) heuristic and sigmoid Glorot.
 
 Each class is `keras.initializers.VarianceScaling` with its scale, mode and distribution pinned,
-the way Keras' own `GlorotUniform` is; only the seed is an argument. Fans follow Keras'
-convention (`keras_initx.gains.compute_fans`): receptive field x channels for conv kernels.
+the way Keras' own `GlorotUniform` is; the arguments are the seed and, as for `GlorotUniform`, the
+fan axes `input_axes`/`output_axes` that `EinsumDense` and `MultiHeadAttention` pass. Fans follow
+Keras' convention (`keras_initx.gains.compute_fans`): receptive field x channels for conv kernels,
+the product of the einsum's input (output) axes for EinsumDense kernels.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_initx.initializers._axes import FanAxesInitializer, check_axes
 from keras_initx.initializers._checks import check_float_dtype, sampling_dtype
 
 __all__ = ["LecunOneOverSqrtD", "SigmoidGlorotNormal", "SigmoidGlorotUniform"]
@@ -19,26 +22,43 @@ __all__ = ["LecunOneOverSqrtD", "SigmoidGlorotNormal", "SigmoidGlorotUniform"]
 _SIGMOID_VARIANCE_FACTOR = 16.0
 
 
-class _PinnedVarianceScaling(keras.initializers.VarianceScaling):
-    """`VarianceScaling` whose scale, mode and distribution are class constants."""
+class _PinnedVarianceScaling(FanAxesInitializer):
+    """`VarianceScaling` whose scale, mode and distribution are class constants.
+
+    Like Keras' `GlorotUniform`, the constructor takes the seed and the fan axes that
+    `EinsumDense` passes (`input_axes`/`output_axes`); the draw is `VarianceScaling`'s own.
+    """
 
     _scale: float
     _mode: str
     _distribution: str
 
-    def __init__(self, seed: int | keras.random.SeedGenerator | None = None):
+    def __init__(
+        self,
+        seed: int | keras.random.SeedGenerator | None = None,
+        input_axes: list[int] | None = None,
+        output_axes: list[int] | None = None,
+    ):
+        input_axes, output_axes = check_axes(input_axes, output_axes)
         super().__init__(
-            scale=self._scale, mode=self._mode, distribution=self._distribution, seed=seed
+            scale=self._scale,
+            mode=self._mode,
+            distribution=self._distribution,
+            seed=seed,
+            input_axes=input_axes,
+            output_axes=output_axes,
         )
 
     def __call__(self, shape, dtype=None):
         dtype = check_float_dtype(dtype)
+        if self.input_axes is not None:
+            self.kernel_layout(shape)  # axes that do not fit the shape: a clear error, early
         return ops.cast(super().__call__(shape, dtype=sampling_dtype(dtype)), dtype)
 
     def get_config(self) -> dict:
-        # Only the seed is a constructor argument; the base config also holds the pinned
-        # constants, which the default `from_config` (cls(**config)) would reject.
-        return {"seed": super().get_config()["seed"]}
+        # Only the seed and the axes are constructor arguments; the base config also holds the
+        # pinned constants, which the default `from_config` (cls(**config)) would reject.
+        return {"seed": super().get_config()["seed"], **self.axes_config()}
 
 
 @keras.saving.register_keras_serializable(package="keras_initx")
@@ -55,6 +75,9 @@ class LecunOneOverSqrtD(_PinnedVarianceScaling):
         seed: int, None, or `keras.random.SeedGenerator`, as for Keras' own initializers: an int
             or None gives the same values on every call of one instance, a `SeedGenerator`
             new values on each call.
+        input_axes, output_axes: kernel axes whose sizes multiply to fan_in and fan_out, or None
+            (both) for Keras' convention on the shape; `EinsumDense` and `MultiHeadAttention`
+            set them when they build, as for Keras' `GlorotUniform`.
     Example:
         >>> keras.layers.Dense(64, activation="tanh", kernel_initializer="lecun_1_over_sqrt_d")
     Reference:   LeCun, Bottou, Orr, Mueller, "Efficient BackProp", 1998;
@@ -76,6 +99,9 @@ class SigmoidGlorotUniform(_PinnedVarianceScaling):
     Args:
         seed: int, None, or `keras.random.SeedGenerator` (as Keras' own initializers: int or
             None repeat their values on every call, a `SeedGenerator` advances).
+        input_axes, output_axes: kernel axes whose sizes multiply to fan_in and fan_out, or None
+            (both) for Keras' convention on the shape; `EinsumDense` and `MultiHeadAttention`
+            set them when they build, as for Keras' `GlorotUniform`.
     Example:
         >>> keras.layers.Dense(
         ...     64, activation="sigmoid", kernel_initializer="sigmoid_glorot_uniform")
@@ -101,6 +127,9 @@ class SigmoidGlorotNormal(_PinnedVarianceScaling):
     Args:
         seed: int, None, or `keras.random.SeedGenerator` (as Keras' own initializers: int or
             None repeat their values on every call, a `SeedGenerator` advances).
+        input_axes, output_axes: kernel axes whose sizes multiply to fan_in and fan_out, or None
+            (both) for Keras' convention on the shape; `EinsumDense` and `MultiHeadAttention`
+            set them when they build, as for Keras' `GlorotUniform`.
     Example:
         >>> keras.layers.Dense(
         ...     64, activation="sigmoid", kernel_initializer="sigmoid_glorot_normal")
