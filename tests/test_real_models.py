@@ -84,7 +84,9 @@ def test_recurrent_layers_measure_output_kernels_and_their_gradients(make, seq_d
 
 def test_bidirectional_and_conv_lstm_are_walked(seq_data):
     x, y = seq_data
-    model = _sequence_model(keras.layers.Bidirectional(keras.layers.LSTM(3), name="bi"))
+    model = _sequence_model(
+        keras.layers.Bidirectional(keras.layers.LSTM(3, name="lstm"), name="bi")
+    )
     paths = [info.path for info in find_layers(model)]
     assert paths[:3] == ["seq/bi", "seq/bi/forward_lstm", "seq/bi/backward_lstm"]
     result = build_probe(model)(x, y).as_dict()
@@ -167,7 +169,7 @@ def test_multi_head_attention_projections_softmax_and_embedding():
     _close(result["block/mha/query"]["activation"]["std"], np.std(mha._query_dense(embedded)))
     _close(result["block/mha/key"]["kernel"]["std"], np.std(mha._key_dense.kernel.numpy()))
     # The attention probabilities: each query's weights over the `length` keys sum to 1.
-    softmax = result["block/mha/softmax"]["activation"]
+    softmax = result[f"block/mha/{mha._softmax.name}"]["activation"]  # Keras names it softmax_N
     _close(softmax["mean"], 1.0 / length)
     assert 0.0 <= softmax["min"] <= softmax["max"] <= 1.0
     _close(result["block/embed"]["kernel"]["std"], np.std(model.get_layer("embed").embeddings))
