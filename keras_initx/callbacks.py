@@ -25,12 +25,13 @@ from keras_initx.capture import (
     ProbeResult,
     build_probe,
     check_arguments,
+    check_layer_filters,
     input_mismatch,
 )
 from keras_initx.diagnose import diagnose, format_findings
 from keras_initx.sinks import FrameSink, TensorBoardSink
 from keras_initx.stats import DEFAULT_BINS, STAT_NAMES
-from keras_initx.validation import check_backend, check_int
+from keras_initx.validation import check_backend, check_bool, check_int
 
 __all__ = ["LayerStats", "log_spaced_steps"]
 
@@ -137,7 +138,16 @@ class LayerStats(keras.callbacks.Callback):
         super().__init__()
         check_backend("LayerStats")
         self.probe = _validated_probe(probe, tensors)
-        self.log_dir = None if log_dir is None else os.fspath(log_dir)
+        self.log_dir = None if log_dir is None else _validated_log_dir(log_dir)
+        for name, flag in (
+            ("on_epoch_end", on_epoch_end),
+            ("training", training),
+            ("terminate_on_nan", terminate_on_nan),
+            ("tensorboard", tensorboard),
+            ("warn", warn),
+        ):
+            check_bool(name, flag)
+        check_layer_filters(layers, layer_classes)
         check_int("every_n_steps", every_n_steps, 1)
         if schedule not in _SCHEDULES:
             raise ValueError(
@@ -191,6 +201,8 @@ class LayerStats(keras.callbacks.Callback):
             # creates the same variables fit would.
             model(x)
         if self._probe_fn is None or self._probe_fn.model is not model:
+            # A new model starts its own count: its steps are not the last model's.
+            self._last_measured = None
             stats = self.stats
             if self.terminate_on_nan:
                 # Termination needs the counts, whatever `stats` asked for.
@@ -293,8 +305,10 @@ class LayerStats(keras.callbacks.Callback):
         self._last_measured = step
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="LayerStats")
+        # Back-pressure: one measurement in flight at most, so memory stays bounded and a killed
+        # run loses at most that one.
+        self._collect_writes(wait=True)
         self._pending.append(self._writer.submit(self._write, step, self._epoch, result))
-        self._collect_writes(wait=False)
         counts = [result.stats.index(c) for c in ("nan_count", "inf_count") if c in result.stats]
         if self.terminate_on_nan and result.values[:, counts].sum() > 0:
             print(f"LayerStats: step {step}: NaN/Inf in layer statistics, terminating training")
@@ -378,6 +392,16 @@ def _row_metadata(rows: list) -> dict[str, pd.Series]:
     }
 
 
+def _validated_log_dir(log_dir: Any) -> str:
+    path = os.fspath(log_dir) if isinstance(log_dir, str | os.PathLike) else None
+    if not isinstance(path, str):  # bytes paths would make mixed str/bytes file names
+        raise TypeError(
+            f"Invalid type for argument `log_dir`. Received: log_dir={log_dir!r}. Expected a "
+            "directory path (str or os.PathLike of str), or None to keep rows in memory."
+        )
+    return path
+
+
 def _validated_probe(probe: Any, tensors: Sequence[str] | None) -> tuple:
     expected = "Expected a tuple `(x, y)` or `(x, y, sample_weight)` holding one batch."
     if probe is None:
@@ -387,6 +411,13 @@ def _validated_probe(probe: Any, tensors: Sequence[str] | None) -> tuple:
         raise TypeError(
             "Invalid type for argument `probe`. "
             f"Received: probe={type(probe).__name__}{length}. {expected}"
+        )
+    leaves = tf.nest.flatten(probe[0])
+    if not leaves or any(np.ndim(v) == 0 or np.shape(v)[0] == 0 for v in leaves):
+        shapes = [tuple(np.shape(v)) for v in leaves]
+        raise ValueError(
+            f"Invalid value for argument `probe`. Received: x with shapes {shapes}. Expected a "
+            "non-empty batch: at least one example, batch dimension first."
         )
     needs_labels = tensors is None or bool(GRADIENT_TENSORS & set(tensors))
     if probe[1] is None and needs_labels:

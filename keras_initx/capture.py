@@ -72,6 +72,7 @@ __all__ = [
     "ProbeResult",
     "build_probe",
     "check_arguments",
+    "check_layer_filters",
     "find_layers",
     "input_mismatch",
     "recording",
@@ -227,6 +228,46 @@ def _class_names(layer_classes: Sequence[str | type]) -> set[str]:
     return {c if isinstance(c, str) else c.__name__ for c in layer_classes}
 
 
+def check_layer_filters(
+    layers: str | None, layer_classes: Sequence[str | type] | None
+) -> re.Pattern | None:
+    """Validate the `layers` regular expression and the `layer_classes` list, early.
+
+    Returns:
+        The compiled `layers` pattern, or None.
+
+    Raises:
+        TypeError: `layers` not a string, `layer_classes` a string or holding something other
+            than class names and classes.
+        ValueError: `layers` is not a valid regular expression.
+    """
+    pattern = None
+    if layers is not None:
+        if not isinstance(layers, str):
+            raise TypeError(
+                f"Invalid type for argument `layers`. Received: layers={layers!r}. Expected a "
+                "regular expression string on layer paths, e.g. 'dense', or None for all."
+            )
+        try:
+            pattern = re.compile(layers)
+        except re.error as error:
+            raise ValueError(
+                f"Invalid value for argument `layers`. Received: layers={layers!r}, not a "
+                f"regular expression ({error}). Expected e.g. 'dense' or '^model/conv'."
+            ) from error
+    if layer_classes is not None and (
+        isinstance(layer_classes, str)
+        or not isinstance(layer_classes, Sequence)
+        or not all(isinstance(c, str | type) for c in layer_classes)
+    ):
+        raise TypeError(
+            "Invalid type for argument `layer_classes`. "
+            f"Received: layer_classes={layer_classes!r}. Expected a list of class names or "
+            "classes, e.g. ['Dense', 'Conv2D'] or [keras.layers.Dense]."
+        )
+    return pattern
+
+
 def find_layers(
     model: keras.Model,
     layers: str | None = None,
@@ -252,6 +293,7 @@ def find_layers(
     Raises:
         ValueError: the model is not built, or the filters match no layer.
     """
+    pattern = check_layer_filters(layers, layer_classes)
     if not model.built:
         raise ValueError(
             f"Invalid value for argument `model`. Received: model={model.name!r}, not built. "
@@ -263,8 +305,7 @@ def find_layers(
         if layer.weights or _activation_name(layer) or isinstance(layer, _MERGE_LAYERS)
     ]
     kept = candidates
-    if layers is not None:
-        pattern = re.compile(layers)
+    if pattern is not None:
         kept = [(p, la) for p, la in kept if pattern.search(p)]
     if layer_classes is not None:
         names = _class_names(layer_classes)
@@ -530,6 +571,8 @@ class Probe:
         recorded = self._recorded
         if self.needs_labels:
             with tf.GradientTape() as tape:
+                # Watched inputs put ops without weights (a merge of the inputs) on the tape.
+                tape.watch([t for t in tf.nest.flatten(x) if t.dtype.is_floating])
                 y_pred = model(x, training=self.training)
                 loss = self._loss(x, y, y_pred, sample_weight)
         else:

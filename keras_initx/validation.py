@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 import numbers
 
-__all__ = ["check_backend", "check_int", "check_number"]
+import numpy as np
+
+__all__ = ["check_backend", "check_bool", "check_int", "check_number"]
 
 
 def check_int(argument: str, value: object, minimum: int) -> None:
@@ -36,6 +38,17 @@ def check_int(argument: str, value: object, minimum: int) -> None:
         raise TypeError(_type_message(argument, value, expected))
     if value < minimum:
         raise ValueError(_value_message(argument, value, expected))
+
+
+def check_bool(argument: str, value: object) -> None:
+    """Check that `value` is a bool (Python or numpy): a string such as "False" is truthy and
+    would silently mean the opposite.
+
+    Raises:
+        TypeError: naming `argument` when `value` is not a bool.
+    """
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(_type_message(argument, value, "True or False"))
 
 
 def check_number(

@@ -45,8 +45,15 @@ def fitted(data, tmp_path_factory):
     model = _model()
     initial = model.get_weights()
     cb = LayerStats(probe=(x[:16], y[:16]), log_dir=log_dir, every_n_steps=2, training=True)
-    model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0,
-              callbacks=[cb, keras.callbacks.TensorBoard(log_dir)])
+    model.fit(
+        x,
+        y,
+        batch_size=16,
+        epochs=2,
+        shuffle=False,
+        verbose=0,
+        callbacks=[cb, keras.callbacks.TensorBoard(log_dir)],
+    )
     return model, cb, log_dir, initial
 
 
@@ -109,8 +116,13 @@ def test_second_fit_keeps_counting(data):
 
 def test_log_schedule_and_epoch_ends(data):
     log = LayerStats(probe=(data[0][:16], None), schedule="log", tensors=["activation"])
-    ends = LayerStats(probe=(data[0][:16], data[1][:16]), every_n_steps=100, on_epoch_end=True,
-                      stats=["std"], layers="out")
+    ends = LayerStats(
+        probe=(data[0][:16], data[1][:16]),
+        every_n_steps=100,
+        on_epoch_end=True,
+        stats=["std"],
+        layers="out",
+    )
     _model().fit(*data, batch_size=8, epochs=2, verbose=0, callbacks=[log, ends])
     assert sorted(log.to_dataframe()["step"].unique()) == [0, 1, 2, 3, 4, 6, 8, 11, 16]
     assert log_spaced_steps(16) == [0, 1, 2, 3, 4, 6, 8, 11, 16]
@@ -148,6 +160,16 @@ def test_nan_and_inf_are_counted_and_training_goes_on(data):
         ({"schedule": "cosine"}, ValueError, r"schedule='cosine'. Expected one of \['every_n"),
         ({"stats": ["p95"]}, ValueError, r"unknown: \['p95'\]\). Expected .*\['frac_dead_units'"),
         ({"tensors": ["weights"]}, ValueError, r"tensors=\['weights'\]"),
+        ({"probe": (np.ones((0, 8)), np.zeros(0))}, ValueError, r"x with shapes \[\(0, 8\)\]"),
+        ({"layers": "dense["}, ValueError, r"layers='dense\[', not a regular expression"),
+        ({"layers": 5}, TypeError, r"layers=5. Expected a regular expression"),
+        ({"layer_classes": "Dense"}, TypeError, r"layer_classes='Dense'. Expected a list"),
+        ({"layer_classes": [5]}, TypeError, r"layer_classes=\[5\]. Expected a list"),
+        ({"log_dir": 5}, TypeError, r"log_dir=5. Expected a directory path"),
+        ({"log_dir": b"runs"}, TypeError, r"log_dir=b'runs'. Expected a directory path"),
+        ({"training": "False"}, TypeError, r"training='False' of type str. Expected True or False"),
+        ({"terminate_on_nan": 1}, TypeError, r"terminate_on_nan=1 of type int. Expected True or False"),
+        ({"loss": "mse"}, TypeError, r"loss='mse'. Expected a callable"),
     ],
 )
 def test_bad_arguments_fail_at_construction(kwargs, error, match):
@@ -159,8 +181,10 @@ def test_bad_arguments_fail_at_construction(kwargs, error, match):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"probe": (np.ones((4, 5), "f4"), np.zeros(4))},
-         r"x of shape \(4, 5\). Expected the model's input shape \(None, 8\)"),
+        (
+            {"probe": (np.ones((4, 5), "f4"), np.zeros(4))},
+            r"x of shape \(4, 5\). Expected the model's input shape \(None, 8\)",
+        ),
         ({"layers": "conv"}, r"match no layer.*\['mlp/d1', 'mlp/out'\]"),
     ],
 )
@@ -212,8 +236,9 @@ MIRRORED = textwrap.dedent(
 
 def test_mirrored_strategy_two_logical_cpus():
     """In a subprocess: logical devices must be configured before TensorFlow initializes."""
-    done = subprocess.run([sys.executable, "-c", MIRRORED], capture_output=True, text=True,
-                          timeout=240)
+    done = subprocess.run(
+        [sys.executable, "-c", MIRRORED], capture_output=True, text=True, timeout=240
+    )
     assert done.returncode == 0 and done.stdout.strip().endswith("OK"), done.stderr[-3000:]
 
 
@@ -240,3 +265,31 @@ def test_warn_is_silent_for_a_healthy_init(data, capsys):
     cb = LayerStats(probe=(x[:16], y[:16]), every_n_steps=100, warn=True)
     _model().fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[cb])
     assert capsys.readouterr().out == ""
+
+
+def test_one_callback_on_a_second_model_measures_it_from_step_zero(data):
+    x, y = data
+    cb = LayerStats(probe=(x[:16], y[:16]), every_n_steps=2, tensors=["activation"])
+    first, second = _model(0), _model(1)
+    first.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[cb])
+    second.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[cb])
+    frame = cb.to_dataframe()
+    # Both models start at optimizer step 0: each gets its own step-0 and step-2 rows.
+    assert frame.groupby("step").size().to_dict() == {0: 4, 2: 4, 4: 4}
+
+
+def test_writes_are_bounded_to_one_measurement_in_flight(data, tmp_path, monkeypatch):
+    x, y = data
+    cb = LayerStats(probe=(x[:16], y[:16]), every_n_steps=1, log_dir=tmp_path, tensorboard=False)
+    in_flight = []
+    write = cb._write
+
+    def slow_write(*args):
+        in_flight.append(len([f for f in cb._pending if not f.done()]))
+        write(*args)
+
+    monkeypatch.setattr(cb, "_write", slow_write)
+    _model().fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[cb])
+    assert len(in_flight) == 17 and max(in_flight) <= 1
+    csv = pd.read_csv(tmp_path / "layer_stats.csv")
+    assert sorted(csv["step"].unique()) == list(range(17))

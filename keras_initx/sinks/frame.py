@@ -91,8 +91,10 @@ class FrameSink:
         if self.log_dir is None:
             return
         os.makedirs(self.log_dir, exist_ok=True)
+        # One write call per measurement: a killed run leaves whole measurements, not half one.
+        text = rows.to_csv(header=not self._csv_started, index=False)
         with open(self.csv_path, "a" if self._csv_started else "w", newline="") as f:
-            rows.to_csv(f, header=not self._csv_started, index=False)
+            f.write(text)
             f.flush()
         self._csv_started = True
 
