@@ -168,7 +168,7 @@ def test_nan_and_inf_are_counted_and_training_goes_on(data):
         ({"log_dir": 5}, TypeError, r"log_dir=5. Expected a directory path"),
         ({"log_dir": b"runs"}, TypeError, r"log_dir=b'runs'. Expected a directory path"),
         ({"training": "False"}, TypeError, r"training='False' of type str. Expected True or False"),
-        ({"terminate_on_nan": 1}, TypeError, r"terminate_on_nan=1 of type int. Expected True or False"),
+        ({"terminate_on_nan": 1}, TypeError, r"terminate_on_nan=1 of type int. Expected True"),
         ({"loss": "mse"}, TypeError, r"loss='mse'. Expected a callable"),
     ],
 )
