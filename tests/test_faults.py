@@ -5,6 +5,7 @@ import warnings
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_initx.callbacks import LayerStats
 from keras_initx.capture import build_probe
@@ -117,3 +118,27 @@ def test_huge_finite_values_give_exact_finite_statistics(scale):
         np.testing.assert_allclose(got["std"], np.std(want), rtol=1e-6)
         np.testing.assert_allclose(got["mean"], np.mean(want), rtol=1e-5, atol=1e-6 * scale)
         np.testing.assert_allclose(got["rms"], np.sqrt(np.mean(want**2)), rtol=1e-6)
+
+
+class _CheckNumerics(keras.layers.Layer):
+    """Raises a TensorFlow op error on NaN input, as user layers with asserts do."""
+
+    def call(self, x):
+        return tf.debugging.check_numerics(x, "probe data")
+
+
+def test_a_measurement_failing_on_the_data_warns_and_the_fit_goes_on():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((4,)), _CheckNumerics(), keras.layers.Dense(2, name="out")], name="m"
+    )
+    model.compile(keras.optimizers.SGD(0.1), LOSS)
+    x = np.ones((8, 4), "float32")
+    y = np.zeros(8, "int64")
+    bad_probe = x.copy()
+    bad_probe[0, 0] = np.nan
+    cb = LayerStats(probe=(bad_probe, y), every_n_steps=1)
+    with pytest.warns(UserWarning, match=r"measurement at step 0 failed \(InvalidArgumentError"):
+        model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[cb])
+    assert int(model.optimizer.iterations.numpy()) == 2  # training went on
+    assert cb.to_dataframe().empty  # every measurement of that probe fails; nothing made up
