@@ -15,7 +15,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import keras
-import numpy as np
 import pandas as pd
 
 from keras_initx.capture import (
@@ -27,8 +26,8 @@ from keras_initx.capture import (
     input_mismatch,
 )
 from keras_initx.diagnose import diagnose, format_findings
-from keras_initx.sinks import FrameSink, TensorBoardSink
-from keras_initx.stats import DEFAULT_BINS, STAT_NAMES
+from keras_initx.sinks import FrameSink, TensorBoardSink, result_rows
+from keras_initx.stats import DEFAULT_BINS
 from keras_initx.validation import check_int
 
 __all__ = ["LayerStats", "log_spaced_steps"]
@@ -153,7 +152,6 @@ class LayerStats(keras.callbacks.Callback):
         self._pending: list[Future] = []
         self._tensorboard: TensorBoardSink | None = None
         self._probe_fn: Probe | None = None
-        self._meta: dict[str, pd.Series] | None = None
         self._step = 0
         self._epoch = 0
         self._epoch_base = 0
@@ -184,7 +182,6 @@ class LayerStats(keras.callbacks.Callback):
                 histogram_bins=self.histogram_bins,
                 histograms=self.log_dir is not None and self.tensorboard,
             )
-            self._meta = _row_metadata(self._probe_fn)
         if self.log_dir is not None and self.tensorboard and self._tensorboard is None:
             self._tensorboard = TensorBoardSink(self.log_dir, self._probe_fn.stats)
         self._broken = False
@@ -268,17 +265,7 @@ class LayerStats(keras.callbacks.Callback):
 
     def _write(self, step: int, epoch: int, result: ProbeResult) -> None:
         """Turn one measurement into rows and hand them to the sinks (on the writer thread)."""
-        # Statistics not requested stay NaN: the frame always has every contract column.
-        values = np.full((len(result.rows), len(STAT_NAMES)), np.nan)
-        values[:, [STAT_NAMES.index(s) for s in result.stats]] = result.values
-        rows = pd.DataFrame(
-            {
-                "step": np.full(len(values), step, np.int64),
-                "epoch": np.full(len(values), epoch, np.int64),
-                **self._meta,
-                **dict(zip(STAT_NAMES, values.T, strict=True)),
-            }
-        )
+        rows = result_rows(result, step, epoch)
         self._frame.write(rows)
         if self._tensorboard is not None:
             self._tensorboard.write(rows, result.histograms)
@@ -313,18 +300,6 @@ class LayerStats(keras.callbacks.Callback):
                 f"which cannot be written ({error.strerror or error}). Expected a writable "
                 "directory (created if missing)."
             ) from error
-
-
-def _row_metadata(probe: Probe) -> dict[str, pd.Series]:
-    """The constant columns of a measurement's rows (layer, class, tensor, ...)."""
-    rows = probe.rows
-    return {
-        "layer": pd.Series([info.path for info, _ in rows], dtype="str"),
-        "layer_index": pd.Series([info.index for info, _ in rows], dtype="int64"),
-        "layer_class": pd.Series([info.layer_class for info, _ in rows], dtype="str"),
-        "activation": pd.Series([info.activation for info, _ in rows], dtype="str"),
-        "tensor": pd.Series([tensor for _, tensor in rows], dtype="str"),
-    }
 
 
 def _validated_probe(probe: Any, tensors: Sequence[str] | None) -> tuple:
