@@ -35,7 +35,6 @@ __all__ = ["JacobianSpectrum", "MeanField", "jacobian_spectrum", "mean_field"]
 
 _METHODS = ("auto", "exact", "power")
 _MAX_ENTRIES = 2**24  # floats of all examples' Jacobians together (64 MB) for method="auto"
-_DERIVATIVE_STEP = 1e-5  # central difference for f' in mean_field (float64: error ~1e-10)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -325,7 +324,7 @@ def mean_field(
       without bias, where the settling is slow, ~1/depth).
 
     Expectations use Gauss-Hermite quadrature (`keras_initx.gains.gaussian_expectation`) and
-    f' a central difference, so any element-wise callable works.
+    f' a central difference, so any element-wise float callable works.
 
     Args:
         activation: a Keras activation name (`keras.activations.get`) or an element-wise
@@ -366,7 +365,9 @@ def mean_field(
         q = 1.0
         for _ in range(iterations):
             q = weight_variance * second_moment(q) + bias_variance
-    h = _DERIVATIVE_STEP
+    # Central-difference step eps^(1/3) of the dtype f computes in (Keras layers cast to float32):
+    # it balances truncation (h^2) against rounding (eps / h), ~1e-10 in float64, ~1e-5 in float32.
+    h = float(np.finfo(np.asarray(f(np.zeros(2))).dtype).eps) ** (1 / 3)
 
     def squared_slope(z: np.ndarray) -> np.ndarray:
         return np.square((_numpy(f, z + h) - _numpy(f, z - h)) / (2 * h))
