@@ -381,7 +381,8 @@ def plot_width_sweep(
 
     Returns:
         The Figure; `figure.axes[i]` is the i-th step, its lines the layers in depth order with
-        x = width, y = `value`.
+        x = width, y = `value` (values <= 0, such as a zero-initialized layer at step 0, are not
+        drawn on the log axis).
     """
     _require(frame, ["width", "step", "layer", "layer_index", "tensor", value], "frame")
     rows = frame[frame["tensor"] == tensor]
@@ -441,9 +442,9 @@ def plot_jacobian_spectrum(
         path: also save as PNG.
 
     Returns:
-        The Axes; `ax.patches[i]` is the i-th group's `StepPatch`: the fraction of its singular
-        values in each of the shared log-spaced bins (summing to 1; values outside the bins,
-        which span at least [0.5, 2], are never lost since the bins cover every value).
+        The Axes; `ax.patches[i]` is the i-th group's `StepPatch`: the fraction of its positive
+        singular values in each of the shared log-spaced bins, which cover every value and at
+        least [0.5, 2] (the fractions sum to 1).
     """
     _require(frame, ["singular_value"] + ([by] if by else []), "frame")
     values = frame["singular_value"].to_numpy(dtype=float)
