@@ -181,3 +181,11 @@ def test_cli_propagate_random_and_npy_inputs(tmp_path, capsys):
 def test_cli_propagate_errors(tmp_path, capsys):
     assert main(["propagate", str(tmp_path / "missing.keras")]) == 1
     assert "model file" in capsys.readouterr().err
+
+
+def test_selected_stats_leave_the_others_nan():
+    model = _tanh_mlp(depth=2)
+    x, y = _batch(n=16)
+    frame = keras_initx.signal_propagation(model, x, y, stats=["std"], tensors=["activation"]).frame
+    assert list(frame.columns) == list(COLUMNS)
+    assert frame["std"].notna().all() and frame["mean"].isna().all() and len(frame) == 2
