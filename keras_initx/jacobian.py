@@ -343,7 +343,8 @@ def mean_field(
         A `MeanField`.
 
     Example:
-        >>> mean_field("relu").weight_variance, mean_field("relu").chi1   # He et al.: 2, critical
+        >>> field = mean_field("relu")   # He et al.'s 2, critical
+        >>> round(field.weight_variance, 9), round(field.chi1, 9)
         (2.0, 1.0)
     Reference: Poole, Lahiri, Raghu, Sohl-Dickstein & Ganguli, "Exponential expressivity in deep
         neural networks through transient chaos", NeurIPS 2016; Schoenholz, Gilmer, Ganguli &
