@@ -22,9 +22,12 @@ from keras_initx.initializers import (
     list_initializers,
     orthogonal_matrix,
 )
+from keras_initx.jacobian import JacobianSpectrum, MeanField, jacobian_spectrum, mean_field
 from keras_initx.lsuv import lsuv
 from keras_initx.pretrain import pretrain_layerwise
+from keras_initx.propagation import SignalPropagation, signal_propagation
 from keras_initx.sinks import COLUMNS as LAYER_STATS_COLUMNS
+from keras_initx.width import width_sweep
 
 __version__ = "0.1.0"
 
@@ -32,11 +35,14 @@ __all__ = [
     "INITIALIZERS",
     "LAYER_STATS_COLUMNS",
     "DeltaOrthogonal",
+    "JacobianSpectrum",
     "LayerStats",
     "LecunOneOverSqrtD",
+    "MeanField",
     "OrthogonalGain",
     "SigmoidGlorotNormal",
     "SigmoidGlorotUniform",
+    "SignalPropagation",
     "Sparse",
     "build_probe",
     "calculate_gain",
@@ -46,9 +52,13 @@ __all__ = [
     "diagnose",
     "experiments",
     "format_findings",
+    "jacobian_spectrum",
     "list_initializers",
     "lsuv",
+    "mean_field",
     "orthogonal_matrix",
     "plots",
     "pretrain_layerwise",
+    "signal_propagation",
+    "width_sweep",
 ]

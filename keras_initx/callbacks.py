@@ -29,7 +29,7 @@ from keras_initx.capture import (
     input_mismatch,
 )
 from keras_initx.diagnose import diagnose, format_findings
-from keras_initx.sinks import FrameSink, TensorBoardSink
+from keras_initx.sinks import FrameSink, TensorBoardSink, result_rows
 from keras_initx.stats import DEFAULT_BINS, STAT_NAMES
 from keras_initx.validation import check_backend, check_bool, check_int
 
@@ -180,7 +180,6 @@ class LayerStats(keras.callbacks.Callback):
         self._pending: list[Future] = []
         self._tensorboard: TensorBoardSink | None = None
         self._probe_fn: Probe | None = None
-        self._meta: tuple[list, dict[str, pd.Series]] | None = None
         self._failures: set[str] = set()
         self._step = 0
         self._epoch = 0
@@ -328,17 +327,7 @@ class LayerStats(keras.callbacks.Callback):
 
     def _write(self, step: int, epoch: int, result: ProbeResult) -> None:
         """Turn one measurement into rows and hand them to the sinks (on the writer thread)."""
-        # Statistics not requested stay NaN: the frame always has every contract column.
-        values = np.full((len(result.rows), len(STAT_NAMES)), np.nan)
-        values[:, [STAT_NAMES.index(s) for s in result.stats]] = result.values
-        rows = pd.DataFrame(
-            {
-                "step": np.full(len(values), step, np.int64),
-                "epoch": np.full(len(values), epoch, np.int64),
-                **self._row_metadata(result.rows),
-                **dict(zip(STAT_NAMES, values.T, strict=True)),
-            }
-        )
+        rows = result_rows(result, step, epoch)
         self._frame.write(rows)
         if self._tensorboard is not None:
             self._tensorboard.write(rows, result.histograms)
@@ -373,24 +362,6 @@ class LayerStats(keras.callbacks.Callback):
                 f"which cannot be written ({error.strerror or error}). Expected a writable "
                 "directory (created if missing)."
             ) from error
-
-    def _row_metadata(self, rows: list) -> dict[str, pd.Series]:
-        """The constant columns of a measurement's rows, built once per probe."""
-        if self._meta is None or self._meta[0] is not rows:
-            self._meta = (rows, _row_metadata(rows))
-        return self._meta[1]
-
-
-def _row_metadata(rows: list) -> dict[str, pd.Series]:
-    """The constant columns of a measurement's rows (layer, class, tensor, ...)."""
-    return {
-        "layer": pd.Series([info.path for info, _ in rows], dtype="str"),
-        "layer_index": pd.Series([info.index for info, _ in rows], dtype="int64"),
-        "layer_class": pd.Series([info.layer_class for info, _ in rows], dtype="str"),
-        "activation": pd.Series([info.activation for info, _ in rows], dtype="str"),
-        "tensor": pd.Series([tensor for _, tensor in rows], dtype="str"),
-    }
-
 
 def _validated_log_dir(log_dir: Any) -> str:
     path = os.fspath(log_dir) if isinstance(log_dir, str | os.PathLike) else None

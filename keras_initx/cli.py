@@ -4,6 +4,8 @@
                                         TensorBoard logs, diagnosis; every CSV/PNG under DIR
     keras-initx sweep [--init SPEC ...] [--depth N] [--width N] [--activation NAME] [--out DIR]
     keras-initx report RUN_DIR          plots and diagnosis from RUN_DIR/layer_stats.csv
+    keras-initx propagate MODEL.keras [--x X.npy] [--y Y.npy] [--batch N] [--out DIR]
+                                        signal propagation of a saved model at its weights
     keras-initx list                    the registered initializers
 
 `python -m keras_initx` is the same program. Errors (unknown initializer or activation, bad
@@ -52,6 +54,13 @@ DEMO_SIZES = {
     "quick": {"depth": 4, "width": 32, "n_samples": 64},
 }
 DEMO_TRAINING_QUICK = {"zeros": "zeros", "glorot_uniform": "glorot_uniform"}
+# The input-output Jacobian spectrum of the seed 001 network (Pennington et al. 2017): Gaussian
+# randn/sqrt(fan_in) against orthogonal at the same scale (gain 1, critical for tanh).
+DEMO_JACOBIAN = {
+    "xavier (randn/sqrt(fan_in))": DEMO_TANH["xavier (randn/sqrt(fan_in))"],
+    "orthogonal (gain 1)": "orthogonal_gain(gain=1.0)",
+}
+DEMO_JACOBIAN_EXAMPLES = 16
 
 
 class _Parser(argparse.ArgumentParser):
@@ -147,6 +156,25 @@ def _build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", default=None, help="output folder (default: RUN_DIR/report)")
     report.set_defaults(run=_report)
 
+    propagate = commands.add_parser(
+        "propagate",
+        help="per-layer activation/gradient std of a saved .keras model at its weights",
+        description="Signal propagation of a saved model (keras_initx.signal_propagation): "
+        "one forward and backward pass on a batch, std per layer of activations and "
+        "back-propagated gradients, the diagnosis. Inputs: --x FILE.npy, or standard-normal "
+        "rows of the model's input shape. Gradients: of the compiled loss with --y, else of a "
+        "random readout (standard-normal output directions).",
+    )
+    propagate.add_argument("model", metavar="MODEL", help="a .keras file (keras.saving)")
+    propagate.add_argument("--x", default=None, help="inputs, a .npy file (default: random)")
+    propagate.add_argument("--y", default=None, help="labels for --x, a .npy file (optional)")
+    propagate.add_argument("--batch", type=_int_at_least(1), default=256,
+                           help="random rows drawn, or rows of --x used (default 256)")  # fmt: skip
+    propagate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    propagate.add_argument("--out", default="runs/propagate",
+                           help="output folder (default runs/propagate)")  # fmt: skip
+    propagate.set_defaults(run=_propagate)
+
     listing = commands.add_parser("list", help="the registered initializers")
     listing.set_defaults(run=_list)
     return parser
@@ -228,7 +256,7 @@ def _demo(args: argparse.Namespace) -> int:
     sizes = DEMO_SIZES["quick" if args.quick else "full"]
     epochs = 1 if args.quick else args.epochs
     training = DEMO_TRAINING_QUICK if args.quick else DEMO_TRAINING
-    progress = _Progress(total=3 + len(training))
+    progress = _Progress(total=4 + len(training))
     print(f"{PROG} demo: depth sweeps, then {len(training)} training runs on digits; "
           f"writing to {out}", flush=True)  # fmt: skip
     written: list[tuple[str, str]] = []
@@ -245,6 +273,18 @@ def _demo(args: argparse.Namespace) -> int:
             f"depth sweep, {sizes['depth']} {activation} layers of {sizes['width']} units x "
             f"{len(frame.initializer.unique())} initializers: {len(found)} findings"
         )
+
+    spectra = _demo_jacobian(sizes, args.seed)
+    written += [
+        _csv(spectra["summary"], _path(out, "jacobian_spectrum.csv"),
+             "input-output Jacobian spectrum per initializer (mean squared, max, spread)"),
+        _png(plots.plot_jacobian_spectrum(spectra["values"], by="initializer"),
+             _path(out, "jacobian_spectrum.png"), "Jacobian singular value densities"),
+    ]  # fmt: skip
+    progress.step(
+        f"Jacobian spectrum of the {sizes['depth']}-layer tanh network: spread (max/median) "
+        + ", ".join(f"{r.initializer} {r.spread:.3g}" for r in spectra["summary"].itertuples())
+    )
 
     runs = []
     for label, spec in training.items():
@@ -292,6 +332,31 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_jacobian(sizes: dict[str, int], seed: int) -> dict[str, Any]:
+    """Jacobian spectra of the depth sweep's tanh network under `DEMO_JACOBIAN`'s inits."""
+    import keras
+    import numpy as np
+    import pandas as pd
+
+    from keras_initx.experiments import parse_initializer
+    from keras_initx.jacobian import jacobian_spectrum
+
+    depth, width = sizes["depth"], sizes["width"]
+    x = np.random.default_rng(seed).standard_normal((DEMO_JACOBIAN_EXAMPLES, width))
+    summaries, values = [], []
+    for label, spec in DEMO_JACOBIAN.items():
+        keras.utils.set_random_seed(seed)
+        layers = [keras.Input((width,))]
+        for _ in range(depth):
+            init = parse_initializer(spec)
+            layers.append(keras.layers.Dense(width, activation="tanh", kernel_initializer=init))
+        model = keras.Sequential(layers)
+        spectrum = jacobian_spectrum(model, x.astype("float32"))
+        summaries.append({"initializer": label, **spectrum.summary()})
+        values.append(spectrum.to_frame().assign(initializer=label))
+    return {"summary": pd.DataFrame(summaries), "values": pd.concat(values, ignore_index=True)}
+
+
 def _report(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -333,6 +398,68 @@ def _report(args: argparse.Namespace) -> int:
     written.append(_write_findings(out, "diagnosis", pd.concat(findings, ignore_index=True)))
     _print_written(written)
     return 0
+
+
+def _propagate(args: argparse.Namespace) -> int:
+    import keras
+    import numpy as np
+
+    import keras_initx  # registers the initializers a saved model may name
+    from keras_initx import plots
+
+    if not os.path.isfile(args.model):
+        raise FileNotFoundError(f"model file {args.model!r} does not exist")
+    model = keras.saving.load_model(args.model)
+    if args.x is not None:
+        x = np.load(args.x)[: args.batch]
+        source = f"{len(x)} rows of {args.x}"
+    else:
+        x = _random_inputs(model, args.batch, args.seed)
+        source = f"{args.batch} standard-normal rows"
+    y = None if args.y is None else np.load(args.y)[: args.batch]
+    if y is not None and getattr(model, "loss", None) is None:
+        raise ValueError(f"--y given but {args.model!r} was saved without a compiled loss")
+    result = keras_initx.signal_propagation(model, x, y, seed=args.seed)
+    print(f"Signal propagation of {model.name!r} ({len(result.frame['layer'].unique())} layers) "
+          f"on {source}; gradients: {result.labels}.")  # fmt: skip
+    table = result.table("std")
+    columns = [c for c in ("activation", "activation_grad") if c in table.columns]
+    print("\nstd per layer (depth order):")
+    print(table[columns].to_string(float_format="{:.4g}".format))
+    print("\nDiagnosis:")
+    print(result.report())
+    out = args.out
+    _print_written(
+        [
+            _csv(result.frame, _path(out, "propagation.csv"), "per-layer statistics (LayerStats "
+                 "columns, step 0)"),
+            _png(plots.plot_signal_propagation(result.frame), _path(out, "propagation.png"),
+                 "std per layer: activations and back-propagated gradients"),
+            _write_findings(out, "diagnosis", result.findings),
+        ]
+    )  # fmt: skip
+    return 0
+
+
+def _random_inputs(model: Any, batch: int, seed: int) -> Any:
+    """Standard-normal rows in each input's shape (a list for several inputs)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    inputs = getattr(model, "inputs", None) or []
+    if not inputs:
+        raise ValueError(f"model {model.name!r} declares no inputs; give --x FILE.npy")
+    arrays = []
+    for tensor in inputs:
+        shape = tuple(tensor.shape[1:])
+        if None in shape or not np.issubdtype(np.dtype(tensor.dtype), np.floating):
+            raise ValueError(
+                f"input {tensor.name!r} has shape {tuple(tensor.shape)} and dtype "
+                f"{tensor.dtype}; random inputs need a fixed shape and a float dtype: give "
+                "--x FILE.npy"
+            )
+        arrays.append(rng.standard_normal((batch, *shape)).astype(tensor.dtype))
+    return arrays[0] if len(arrays) == 1 else arrays
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -37,6 +37,7 @@ from keras_initx.callbacks import LayerStats
 from keras_initx.initializers import list_initializers
 from keras_initx.lsuv import lsuv
 from keras_initx.validation import check_int
+from keras_initx.width import width_sweep as width_sweep  # re-exported: the width check
 
 __all__ = [
     "SEED_001_INITIALIZERS",

@@ -23,9 +23,12 @@ from matplotlib.figure import Figure
 __all__ = [
     "plot_depth_sweep",
     "plot_histograms",
+    "plot_jacobian_spectrum",
     "plot_layer_heatmap",
+    "plot_signal_propagation",
     "plot_std_vs_depth",
     "plot_training_curves",
+    "plot_width_sweep",
     "save_figure",
 ]
 
@@ -274,6 +277,199 @@ def plot_layer_heatmap(
     label = f"log10 {tensor} {stat}" if log else f"{tensor} {stat}"
     ax.figure.colorbar(image, ax=ax, label=label)
     ax.set_title(f"{tensor} {stat} per layer over training")
+    if path is not None:
+        save_figure(ax.figure, path)
+    return ax
+
+
+_TENSOR_TITLES = {
+    "activation": "Activations",
+    "activation_grad": "Back-propagated gradients (dLoss/d activation)",
+    "preactivation": "Pre-activations",
+    "preactivation_grad": "Gradients w.r.t. pre-activations",
+    "kernel": "Kernels",
+    "kernel_grad": "Kernel gradients",
+    "bias_grad": "Bias gradients",
+}
+
+_MAX_LAYER_LABELS = 40  # above this many layers the x axis shows depth indices, not names
+
+
+def plot_signal_propagation(
+    frame: pd.DataFrame,
+    tensors: Sequence[str] = ("activation", "activation_grad"),
+    stat: str = "std",
+    *,
+    by: str | None = None,
+    step: int | None = None,
+    log: bool = True,
+    path: str | os.PathLike[str] | None = None,
+) -> Figure:
+    """`stat` of each tensor per layer in depth order, one panel per tensor (seed 001's figures
+    for any model; timm's signal-propagation plots).
+
+    Args:
+        frame: a `signal_propagation` or `LayerStats` frame (`layer`, `layer_index`, `tensor`,
+            `stat` columns; with a `step` column, one step is drawn).
+        tensors: one panel each; those the frame lacks are skipped.
+        stat: the statistic column, e.g. `std`, `rms`, `frac_saturated`.
+        by: a column whose values get a line each (e.g. `initializer` after a concat); None:
+            one line.
+        step: the step of a LayerStats frame; default its first (the initialization).
+        log: logarithmic y axes.
+        path: also save as PNG.
+
+    Returns:
+        The Figure; `figure.axes[i]` is the i-th drawn tensor, its lines one per group, x = the
+        layer's `layer_index`, y = `stat`. Layer names are the x tick labels (up to 40 layers).
+    """
+    _require(frame, ["layer", "layer_index", "tensor", stat] + ([by] if by else []), "frame")
+    if "step" in frame.columns and len(frame):
+        frame = frame[frame["step"] == (frame["step"].min() if step is None else step)]
+    drawn = [t for t in tensors if t in set(frame["tensor"])]
+    if not drawn:
+        raise ValueError(
+            f"Invalid value for argument `tensors`. Received: tensors={list(tensors)!r}. "
+            f"Expected tensors present in the frame: {sorted(frame['tensor'].unique())}."
+        )
+    layers = frame.drop_duplicates("layer_index").sort_values("layer_index")
+    figure = Figure(figsize=(max(6.0, 0.22 * len(layers) + 3), 3.6 * len(drawn)),
+                    layout="constrained")  # fmt: skip
+    axes = figure.subplots(len(drawn), 1, squeeze=False)[:, 0]
+    groups = frame.groupby(by, sort=False) if by else [(None, frame)]
+    for ax, tensor in zip(axes, drawn, strict=True):
+        for label, group in groups:
+            rows = group[group["tensor"] == tensor].sort_values("layer_index")
+            ax.plot(rows["layer_index"], rows[stat], "o-", markersize=3,
+                    label=None if label is None else str(label))  # fmt: skip
+        if log:
+            ax.set_yscale("log")
+        if len(layers) <= _MAX_LAYER_LABELS:
+            names = [str(p).rsplit("/", 1)[-1] for p in layers["layer"]]
+            ax.set_xticks(layers["layer_index"], names, rotation=60, ha="right",
+                          fontsize="x-small")  # fmt: skip
+        ax.set_xlabel("layer (depth order)")
+        ax.set_ylabel(f"{tensor} {stat}")
+        ax.set_title(_TENSOR_TITLES.get(tensor, tensor), fontsize="medium")
+        ax.grid(True, alpha=0.3)
+        if by:
+            ax.legend(fontsize="x-small")
+    figure.suptitle(f"Signal propagation: {stat} per layer")
+    if path is not None:
+        save_figure(figure, path)
+    return figure
+
+
+def plot_width_sweep(
+    frame: pd.DataFrame,
+    value: str = "rms",
+    *,
+    tensor: str = "activation",
+    layers: Sequence[str] | None = None,
+    path: str | os.PathLike[str] | None = None,
+) -> Figure:
+    """muP's coordinate check: width against `value` on log-log axes, one panel per step, one
+    line per layer. Flat lines: width-stable; a slope of a means the value grows like width^a.
+
+    Args:
+        frame: a `width_sweep` frame (`width`, `step`, `layer`, `layer_index`, `tensor`, `value`).
+        value: the statistic column: `rms` (the default: the root mean square of the entries,
+            the coordinate size), `std`, `mean`.
+        tensor: which tensor's rows (`activation`, `preactivation`).
+        layers: layer paths to draw, default all in depth order.
+        path: also save as PNG.
+
+    Returns:
+        The Figure; `figure.axes[i]` is the i-th step, its lines the layers in depth order with
+        x = width, y = `value` (values <= 0, such as a zero-initialized layer at step 0, are not
+        drawn on the log axis).
+    """
+    _require(frame, ["width", "step", "layer", "layer_index", "tensor", value], "frame")
+    rows = frame[frame["tensor"] == tensor]
+    if rows.empty:
+        raise ValueError(
+            f"Invalid value for argument `tensor`. Received: tensor={tensor!r}. "
+            f"Expected one of the tensors in the frame: {sorted(frame['tensor'].unique())}."
+        )
+    order = rows.drop_duplicates("layer").sort_values("layer_index")["layer"].tolist()
+    if layers is not None:
+        unknown = sorted(set(layers) - set(order))
+        if unknown:
+            raise ValueError(
+                f"Invalid value for argument `layers`. Received: {unknown}. Expected layer "
+                f"paths from the frame: {order}."
+            )
+        order = [layer for layer in order if layer in set(layers)]
+    steps = sorted(rows["step"].unique())
+    figure = Figure(figsize=(3.2 * len(steps) + 1.2, 3.4), layout="constrained")
+    axes = figure.subplots(1, len(steps), squeeze=False, sharey=True)[0]
+    for ax, step in zip(axes, steps, strict=True):
+        at_step = rows[rows["step"] == step]
+        for k, layer in enumerate(order):
+            line = at_step[at_step["layer"] == layer].sort_values("width")
+            ax.plot(line["width"], line[value], "o-", markersize=3, color=f"C{k % 10}",
+                    label=str(layer).rsplit("/", 1)[-1])  # fmt: skip
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title(f"step {step}", fontsize="medium")
+        ax.set_xlabel("width")
+        ax.grid(True, alpha=0.3, which="both")
+    axes[0].set_ylabel(f"{tensor} {value}")
+    axes[-1].legend(fontsize="x-small", loc="best")
+    figure.suptitle(f"Width check (coordinate check): {tensor} {value} per layer against width")
+    if path is not None:
+        save_figure(figure, path)
+    return figure
+
+
+def plot_jacobian_spectrum(
+    frame: pd.DataFrame,
+    *,
+    by: str | None = None,
+    bins: int = 60,
+    ax: Axes | None = None,
+    path: str | os.PathLike[str] | None = None,
+) -> Axes:
+    """Density of the input-output Jacobian's singular values on a log axis, one curve per group
+    (Pennington, Schoenholz & Ganguli 2017's figure); a dotted line marks 1 (isometry).
+
+    Args:
+        frame: `JacobianSpectrum.to_frame()` (a `singular_value` column), or several of them
+            concatenated with a label column named by `by`.
+        by: the label column (e.g. `initializer`), one curve each; None: one curve.
+        bins: log-spaced bins shared by every curve.
+        ax: Axes to draw on; a new figure when None.
+        path: also save as PNG.
+
+    Returns:
+        The Axes; `ax.patches[i]` is the i-th group's `StepPatch`: the fraction of its positive
+        singular values in each of the shared log-spaced bins, which cover every value and at
+        least [0.5, 2] (the fractions sum to 1).
+    """
+    _require(frame, ["singular_value"] + ([by] if by else []), "frame")
+    values = frame["singular_value"].to_numpy(dtype=float)
+    positive = values[np.isfinite(values) & (values > 0)]
+    if positive.size == 0:
+        raise ValueError(
+            "Invalid value for argument `frame`. Received: no positive finite singular values. "
+            "Expected the frame of `JacobianSpectrum.to_frame()`."
+        )
+    edges = np.geomspace(min(positive.min(), 0.5), max(positive.max(), 2.0), bins + 1)
+    if ax is None:
+        ax = Figure(figsize=(6.5, 4), layout="constrained").add_subplot()
+    groups = frame.groupby(by, sort=False) if by else [(None, frame)]
+    for k, (label, group) in enumerate(groups):
+        counts, _ = np.histogram(group["singular_value"], edges)
+        ax.stairs(counts / max(counts.sum(), 1), edges, color=f"C{k}", linewidth=1.5,
+                  label=None if label is None else str(label))  # fmt: skip
+    ax.axvline(1.0, color="0.3", linestyle=":", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("singular value of d(output)/d(input)")
+    ax.set_ylabel("fraction per bin")
+    ax.set_title("Input-output Jacobian spectrum")
+    ax.grid(True, alpha=0.3)
+    if by:
+        ax.legend(fontsize="x-small")
     if path is not None:
         save_figure(ax.figure, path)
     return ax

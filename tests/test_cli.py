@@ -115,11 +115,14 @@ def test_demo_writes_everything_it_lists(demo):
     assert status == 0
     written = text.split("\nWritten:\n")[1].split("\n\n")[0].splitlines()
     paths = [line.split()[0] for line in written]
-    assert len(paths) == 8 + 2 + 4 + 1  # sweeps, heat maps, training files, diagnosis
+    assert len(paths) == 8 + 2 + 2 + 4 + 1  # sweeps, Jacobian, heat maps, training, diagnosis
     for path in paths:
         assert os.path.getsize(path) > 0, path
     assert f"tensorboard --logdir {out / 'tensorboard'}" in text
-    assert "[5/5" in text  # numbered progress
+    assert "[6/6" in text  # numbered progress
+    spectra = pd.read_csv(out / "jacobian_spectrum.csv").set_index("initializer")
+    # quick sizes (4 tanh layers of 32): Gaussian ~19x spread, orthogonal gain 1 ~2.5x
+    assert spectra.loc["orthogonal (gain 1)", "spread"] * 3 < spectra.iloc[0]["spread"]
 
 
 def test_demo_training_results(demo):

@@ -39,6 +39,14 @@ EXPECTED = {
     "layerstats_tensorboard": (["Diagnosis at initialization", "tensorboard --logdir"],
                                ["activation_std_heatmap.png", "layer_stats.csv"]),
     "lsuv_deep_mlp": (["LSUV, per layer", "held-out accuracy per epoch"], ["lsuv.csv"]),
+    "signal_propagation_cnn": (["== plain, he_normal: std per layer", "activation_grad"],
+                               ["signal_propagation.png", "signal_propagation_residual_bn.png"]),
+    "width_check": (["he_normal, muP-style readout", "ratio"],
+                    ["he_normal_standard.png", "width_sweep.csv"]),
+    "jacobian_spectrum": (["max / median singular value", "chi_1 = 1.0000"],
+                          ["jacobian_spectrum.png", "jacobian_summary.csv"]),
+    "gain_any_activation": (["squared_relu (your own) 0.8165", "= gain / sqrt(256)"],
+                            ["gains.csv"]),
 }  # fmt: skip
 
 

@@ -6,7 +6,13 @@ import keras
 import numpy as np
 import pytest
 
-from keras_initx.gains import calculate_gain, compute_fans, known_nonlinearities, resolve_gain
+from keras_initx.gains import (
+    calculate_gain,
+    compute_fans,
+    gaussian_expectation,
+    known_nonlinearities,
+    resolve_gain,
+)
 
 # torch.nn.init.calculate_gain's table, written out (torch is not a dependency).
 TORCH_TABLE = [
@@ -133,3 +139,73 @@ def test_calculate_gain_errors(call, error, match):
 )
 def test_compute_fans_keras_convention(shape, fans):
     assert compute_fans(shape) == fans
+
+
+# -- any callable: 1 / sqrt(E[f(z)^2]) by Gauss-Hermite quadrature -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("function", "expected"),
+    [
+        (lambda z: np.maximum(z, 0.0), math.sqrt(2.0)),
+        (keras.activations.relu, math.sqrt(2.0)),
+        (lambda z: z, 1.0),
+        (keras.activations.linear, 1.0),
+        (lambda z: np.where(z > 0, z, 0.2 * z), math.sqrt(2.0 / (1.0 + 0.2**2))),
+    ],
+)
+def test_callable_gain_matches_closed_forms(function, expected):
+    assert calculate_gain(function) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["gelu", "silu", "mish"])
+def test_callable_gain_matches_monte_carlo(name):
+    # 2**21 draws: the relative standard error of E[f(z)^2] is sqrt(Var f^2 / n) < 2e-3, so the
+    # gain's is < 1e-3, ten times inside the 1e-2 asked.
+    z = np.random.default_rng(0).standard_normal(2**21)
+    f = keras.ops.convert_to_numpy(keras.activations.get(name)(z))
+    monte_carlo = 1.0 / math.sqrt(float(np.mean(np.square(f, dtype=np.float64))))
+    gain = calculate_gain(keras.activations.get(name))
+    assert gain == pytest.approx(monte_carlo, abs=1e-2)
+    # and the named table (adaptive quadrature, 6 decimals) agrees to its rounding
+    assert gain == pytest.approx(calculate_gain(name), abs=1e-6)
+
+
+def test_callable_gain_of_layers_and_scalar_functions():
+    assert calculate_gain(keras.layers.ReLU()) == pytest.approx(math.sqrt(2.0), abs=1e-6)
+    # a function of one float is applied node by node
+    assert calculate_gain(math.tanh) == pytest.approx(calculate_gain(np.tanh), abs=1e-12)
+    # tanh's second-moment gain is not torch's 5/3: the names keep torch's table
+    assert calculate_gain(np.tanh) == pytest.approx(1.592537, abs=1e-6)
+    assert calculate_gain("tanh") == 5.0 / 3.0
+
+
+def test_callable_gain_is_cached_per_function():
+    calls = []
+
+    def scaled_relu(z):
+        calls.append(1)
+        return 2.0 * np.maximum(z, 0.0)
+
+    assert calculate_gain(scaled_relu) == pytest.approx(math.sqrt(2.0) / 2.0, abs=1e-9)
+    assert calculate_gain(scaled_relu) == pytest.approx(math.sqrt(2.0) / 2.0, abs=1e-9)
+    assert len(calls) == 1
+
+
+def test_gaussian_expectation_moments():
+    # E[z^2] = q, E[z^4] = 3 q^2, E[cos z] = exp(-q / 2)
+    assert gaussian_expectation(np.square, variance=2.5) == pytest.approx(2.5, rel=1e-12)
+    assert gaussian_expectation(lambda z: z**4, variance=0.5) == pytest.approx(0.75, rel=1e-12)
+    assert gaussian_expectation(np.cos, variance=1.0) == pytest.approx(math.exp(-0.5), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("function", "match"),
+    [
+        (lambda z: np.zeros_like(z), r"nonlinearity=<function.*E\[f\(z\)\^2\].*is 0\.0"),
+        (lambda z: z[:3], r"returning shape \(3,\) for inputs of shape \(128,\)"),
+    ],
+)
+def test_callable_gain_errors(function, match):
+    with pytest.raises(ValueError, match=match):
+        calculate_gain(function)

@@ -6,7 +6,7 @@
 - `TensorBoardSink`: scalars and histograms in a `layer_stats` run beside Keras' own runs.
 """
 
-from keras_initx.sinks.frame import COLUMNS, FrameSink
+from keras_initx.sinks.frame import COLUMNS, FrameSink, result_rows
 from keras_initx.sinks.tensorboard import TensorBoardSink
 
-__all__ = ["COLUMNS", "FrameSink", "TensorBoardSink"]
+__all__ = ["COLUMNS", "FrameSink", "TensorBoardSink", "result_rows"]

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from keras_initx.stats import STAT_NAMES
 
-__all__ = ["COLUMNS", "FrameSink"]
+if TYPE_CHECKING:  # annotations only: sinks sit beside capture, they do not run it
+    from keras_initx.capture import ProbeResult
+
+__all__ = ["COLUMNS", "FrameSink", "result_rows"]
 
 # The shared contract (team brief): one row per (step, layer, tensor), in this column order.
 KEY_COLUMNS: tuple[str, ...] = (
@@ -39,6 +44,38 @@ _DTYPES = {
     "tensor": "str",
     **dict.fromkeys(STAT_NAMES, "float64"),
 }
+
+
+def result_rows(result: ProbeResult, step: int, epoch: int = 0) -> pd.DataFrame:
+    """One probe measurement as rows: one per (layer, tensor), columns `COLUMNS`.
+
+    The one place that turns a `keras_initx.capture.ProbeResult` into the long frame, shared by
+    `LayerStats` and `keras_initx.signal_propagation`, so both give the same rows for the same
+    measurement. Statistics the probe did not compute are NaN: the frame always has every column.
+
+    Args:
+        result: what a `Probe` call returned.
+        step: the value of the `step` column (optimizer steps before the measurement).
+        epoch: the value of the `epoch` column.
+
+    Returns:
+        A DataFrame with `COLUMNS`, layers in depth order, tensors in `capture.TENSORS` order.
+    """
+    rows = result.rows
+    values = np.full((len(rows), len(STAT_NAMES)), np.nan)
+    values[:, [STAT_NAMES.index(s) for s in result.stats]] = result.values
+    return pd.DataFrame(
+        {
+            "step": np.full(len(rows), step, np.int64),
+            "epoch": np.full(len(rows), epoch, np.int64),
+            "layer": pd.Series([info.path for info, _ in rows], dtype="str"),
+            "layer_index": pd.Series([info.index for info, _ in rows], dtype="int64"),
+            "layer_class": pd.Series([info.layer_class for info, _ in rows], dtype="str"),
+            "activation": pd.Series([info.activation for info, _ in rows], dtype="str"),
+            "tensor": pd.Series([tensor for _, tensor in rows], dtype="str"),
+            **dict(zip(STAT_NAMES, values.T, strict=True)),
+        }
+    )
 
 
 def _conform(rows: pd.DataFrame) -> pd.DataFrame:
