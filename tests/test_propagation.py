@@ -100,15 +100,22 @@ def test_conv_batchnorm_residual_attention_and_subclassed_models():
     result = keras_initx.signal_propagation(model, x)
     frame = result.frame
     layers = frame.drop_duplicates("layer_index").sort_values("layer_index")
+    # The residual Add and the attention's projections are rows too (no softmax: Keras' fused
+    # attention path does not run that sublayer without dropout).
     assert [p.split("/")[-1] for p in layers["layer"]] == [
         "stem",
         "bn",
         "conv",
+        "residual",
         "attention",
+        "query",
+        "key",
+        "value",
+        "attention_output",
         "head",
     ]
     grads = frame.query("tensor == 'activation_grad'")
-    assert len(grads) == 5 and (grads["std"] > 0).all()
+    assert len(grads) == 10 and (grads["std"] > 0).all()
     # BatchNormalization in inference mode at init is the identity up to 1/sqrt(1 + eps)
     table = result.table("std")
     assert table.loc["mixed/bn", "activation"] == pytest.approx(
