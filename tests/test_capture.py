@@ -299,3 +299,18 @@ def test_input_mismatch_is_silent_before_a_subclassed_model_is_called():
             return self.dense(x)
 
     assert input_mismatch(Net(), np.zeros((4, 5))) is None
+
+
+@pytest.mark.parametrize("user_setting", [None, False])
+def test_first_call_leaves_tensorflow_optimizer_options_as_they_were(mlp, data, user_setting):
+    options = tf.config.optimizer.get_experimental_options()
+    if user_setting is not None:
+        tf.config.optimizer.set_experimental_options({"constant_folding": user_setting})
+    try:
+        build_probe(mlp, tensors=["activation"], stats=["std"])(data[0])
+        after = tf.config.optimizer.get_experimental_options().get("constant_folding", True)
+        assert after is (True if user_setting is None else user_setting)
+    finally:
+        tf.config.optimizer.set_experimental_options(
+            {"constant_folding": options.get("constant_folding", True)}
+        )
