@@ -17,7 +17,9 @@ from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.custom_scalar import metadata as custom_scalar_metadata
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
+from keras_initx import plots
 from keras_initx.callbacks import LayerStats
+from keras_initx.cli import _log_demo
 from keras_initx.experiments import compare_training
 from keras_initx.sinks.tensorboard import LAYOUT_CHARTS, TensorBoardSink, findings_markdown
 from keras_initx.stats import STAT_NAMES
@@ -229,3 +231,31 @@ def test_compare_training_logs_hparams_per_run(tmp_path):
         layer_runs = sorted(p.name for p in (tmp_path / label / "layer_stats").iterdir()
                             if p.is_dir())  # fmt: skip
         assert layer_runs == ["00_hidden_1", "01_hidden_2", "02_output"]
+
+
+def test_plot_std_by_layer_draws_the_frame(fitted):
+    cb, _, _ = fitted
+    df = cb.to_dataframe()
+    ax = plots.plot_std_by_layer(df, step=4)
+    activation, gradient = ax.get_lines()
+    expected = df.query("step == 4 and tensor == 'activation'").sort_values("layer_index")
+    np.testing.assert_allclose(activation.get_ydata(), expected["std"])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["h1", "bn", "h2", "out"]
+    assert len(gradient.get_xdata()) == 4
+    with pytest.raises(ValueError, match=r"step=5\b.*Expected a measured step"):
+        plots.plot_std_by_layer(df, step=5)
+
+
+def test_demo_run_holds_its_plots_and_diagnosis(tmp_path):
+    png = plots.save_figure(plots.plot_std_by_layer(pd.DataFrame(
+        {"step": [0], "layer": ["m/d"], "layer_index": [0], "tensor": ["activation"],
+         "std": [1.0]})), tmp_path / "out" / "sweep_tanh.png")  # fmt: skip
+    findings = pd.DataFrame(
+        {"initializer": ["zeros"], "layer": [1], "tensor": ["activation"], "kind": ["constant"],
+         "message": ["all zero"], "suggestion": ["glorot_uniform"], "source": ["depth sweep"]}
+    )  # fmt: skip
+    _log_demo(str(tmp_path / "tb"), str(tmp_path / "out"), [(png, "a plot")], findings)
+    events = _accumulator(tmp_path / "tb" / "demo")
+    assert set(events.Tags()["tensors"]) == {"sweep_tanh", "diagnosis"}
+    text = SummaryReader(str(tmp_path / "tb" / "demo"), pivot=False).text["value"].item()
+    assert text.startswith("### depth sweep") and "| constant | zeros / 1 / activation |" in text
