@@ -136,6 +136,14 @@ def test_diagnosis_text_and_images(fitted):
     assert text["value"].iloc[0].startswith("**Step 0:")
     events = _accumulator(log_dir / "layer_stats")
     steps = {tag: [e.step for e in events.Tensors(tag)] for tag in events.Tags()["tensors"]}
+    # The old flat `<tensor>/<layer path>/<stat>` tags are gone: the run itself holds only these.
+    assert set(steps) == {
+        custom_scalar_metadata.CONFIG_SUMMARY_TAG,
+        "diagnosis",
+        "plots/std_by_layer",
+        "plots/activation_std_heatmap",
+        "plots/activation_grad_std_heatmap",
+    }
     # Step 0 only: the second fit starts at step 8, already diagnosed at the first fit's end.
     assert steps["plots/std_by_layer"] == [0]
     assert steps["plots/activation_std_heatmap"] == [4, 8, 12]

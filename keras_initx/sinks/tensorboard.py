@@ -165,21 +165,14 @@ class TensorBoardSink:
         self.log_dir = os.fspath(log_dir)
         self.run_dir = os.path.join(self.log_dir, RUN_NAME)
         self.stats = tuple(stats)
-        nonfinite = [s for s in _NONFINITE if s in self.stats]
-        self._scalars = [s for s in self.stats if s not in _NONFINITE]
-        self._nonfinite = [self.stats.index(s) for s in nonfinite]
-        if nonfinite:
-            self._scalars.append("nonfinite")
+        self._plain = [s for s in self.stats if s not in _NONFINITE]
+        self._counts = [s for s in self.stats if s in _NONFINITE]
+        self._scalars = self._plain + (["nonfinite"] if self._counts else [])
         self._writers: dict[str, Any] = {}  # run name ("" = layer_stats itself) -> writer
         self._run_of: dict[str, str] = {}  # layer path -> run name
         self._described: set[tuple[str, str]] = set()  # (run, tag) with metadata in this file
         self._nonzero: set[tuple[str, str, str]] = set()  # (layer, tensor, stat) logged from now
         self._layout_written = False
-
-    @property
-    def runs(self) -> list[str]:
-        """The layer run names, depth order (known after the first write)."""
-        return sorted(self._run_of.values())
 
     def _writer(self, run: str):
         writer = self._writers.get(run)
@@ -199,10 +192,10 @@ class TensorBoardSink:
 
     def _scalar_values(self, rows: pd.DataFrame) -> np.ndarray:
         """`[len(rows), len(self._scalars)]`: the stats, nonfinite = nan_count + inf_count."""
-        values = rows[[s for s in self.stats if s not in _NONFINITE]].to_numpy(np.float64)
-        if self._nonfinite:
-            counts = rows[[self.stats[i] for i in self._nonfinite]].to_numpy(np.float64)
-            values = np.concatenate([values, counts.sum(axis=1, keepdims=True)], axis=1)
+        values = rows[self._plain].to_numpy(np.float64)
+        if self._counts:
+            counts = rows[self._counts].to_numpy(np.float64).sum(axis=1, keepdims=True)
+            values = np.concatenate([values, counts], axis=1)
         return values
 
     def _summaries(
@@ -253,8 +246,9 @@ class TensorBoardSink:
         (`[len(rows), bins + 2]` = `[min, max, counts...]` per row, or None); flushed at once."""
         if rows.empty:
             return
-        if not self._run_of:
-            self._run_of = _run_names(rows)
+        if not self._run_of.keys() >= set(rows["layer"]):
+            # First write (or the callback's probe was rebuilt for another model).
+            self._run_of.update(_run_names(rows))
         self._root()
         step = int(rows["step"].iloc[0])
         for run, summary in self._summaries(rows, histograms).items():
@@ -267,13 +261,13 @@ class TensorBoardSink:
         """The findings of `keras_initx.diagnose` as Markdown text `diagnosis` at `step`."""
         with self._root().as_default():
             tf.summary.text("diagnosis", findings_markdown(findings, step), step=step)
-        self.flush()
+        self._root().flush()
 
     def write_figures(self, figures: Mapping[str, Any], step: int) -> None:
         """matplotlib Figures as images `plots/<name>` in the `layer_stats` run at `step`."""
         with self._root().as_default():
             write_images({f"plots/{k}": v for k, v in figures.items()}, step)
-        self.flush()
+        self._root().flush()
 
     def flush(self) -> None:
         for writer in self._writers.values():
