@@ -277,7 +277,7 @@ def _demo(args: argparse.Namespace) -> int:
     ]
     all_findings = pd.concat(findings, ignore_index=True)
     written.append(_write_findings(out, "diagnosis", all_findings))
-    written.append(_log_demo(tensorboard, out, written, all_findings))
+    _log_demo(tensorboard, out, written, all_findings)
     progress.step("plots, CSVs and diagnosis written")
 
     print("\nDiagnosis of the initializations:")
@@ -288,7 +288,8 @@ def _demo(args: argparse.Namespace) -> int:
     print(symmetry.pivot(index="initializer", columns="layer", values="distinct_units")
           .loc[list(training)].to_string())  # fmt: skip
     _print_written(written)
-    print(f"\nOpen TensorBoard on the training runs:\n  tensorboard --logdir {tensorboard}")
+    print("\nOpen TensorBoard on the training runs (the `demo` run holds the plots and the "
+          f"diagnosis):\n  tensorboard --logdir {tensorboard}")  # fmt: skip
     print(f"Re-plot and re-diagnose the saved statistics:\n  {PROG} report {out}")
     return 0
 
@@ -376,7 +377,7 @@ def _write_findings(out: str, stem: str, findings: Any) -> tuple[str, str]:
 
 def _log_demo(
     tensorboard: str, out: str, written: Sequence[tuple[str, str]], findings: Any
-) -> tuple[str, str]:
+) -> None:
     """The demo's PNGs (as images) and diagnosis (as Markdown text) in a `demo` TensorBoard run."""
     import tensorflow as tf
 
@@ -397,7 +398,6 @@ def _log_demo(
         write_images(images, step=0)
         tf.summary.text("diagnosis", "\n\n".join(sections), step=0)
     writer.close()
-    return run, f"TensorBoard run: {len(images)} plots and the diagnosis"
 
 
 def _table(frame: Any, column: str) -> str:
