@@ -21,9 +21,12 @@ The DataFrame/CSV keep every column; TensorBoard leaves out scalars that carry n
   point the value was 0.
 
 Writers: one `tf.summary` file writer per run (a layer run cannot share an event file with another
-run), opened on the first write and kept until `close()`; each measurement is one `Summary`
-protocol buffer per layer, built here and written with one `tf.summary.experimental.write_raw_pb`
-call (eager `tf.summary.scalar` per value costs more than the probe itself).
+run), opened on the first write and kept until `close()`. Each measurement is one `Summary`
+protocol buffer per layer, built here (eager `tf.summary.scalar` per value costs more than the
+probe itself), and all layers' buffers are written and flushed by one `tf.function` call holding a
+`tf.summary.experimental.write_raw_pb` and a flush per writer: eager calls cost about 0.3 ms per
+layer, the compiled call about 1 ms for 11 layers and 4 ms for 150 (traced once per set of
+writers, about 1 s for 150 layers, on the callback's background thread).
 """
 
 from __future__ import annotations
@@ -72,13 +75,14 @@ _HISTOGRAM_METADATA = histogram_metadata.create_summary_metadata(
 )
 
 
-def _buckets(row: np.ndarray) -> np.ndarray:
-    """`[min, max, counts...]` -> TensorBoard's `[bins, 3]` (left edge, right edge, count)."""
-    lo, hi, counts = row[0], row[1], row[2:]
-    lo = lo if np.isfinite(lo) else 0.0
-    hi = hi if np.isfinite(hi) and hi > lo else lo + 1.0
-    edges = np.linspace(lo, hi, len(counts) + 1)
-    return np.stack([edges[:-1], edges[1:], counts], axis=1)
+def _buckets(histograms: np.ndarray) -> np.ndarray:
+    """Rows `[min, max, counts...]` -> TensorBoard's `[rows, bins, 3]` (left edge, right edge,
+    count), little-endian float64."""
+    lo, hi, counts = histograms[:, :1], histograms[:, 1:2], histograms[:, 2:]
+    lo = np.where(np.isfinite(lo), lo, 0.0)
+    hi = np.where(np.isfinite(hi) & (hi > lo), hi, lo + 1.0)
+    edges = lo + (hi - lo) * np.linspace(0.0, 1.0, counts.shape[1] + 1)
+    return np.stack([edges[:, :-1], edges[:, 1:], counts], axis=2).astype("<f8")
 
 
 def _layout() -> bytes:
@@ -173,6 +177,7 @@ class TensorBoardSink:
         self._described: set[tuple[str, str]] = set()  # (run, tag) with metadata in this file
         self._nonzero: set[tuple[str, str, str]] = set()  # (layer, tensor, stat) logged from now
         self._layout_written = False
+        self._write_layers: tuple[list[str], Any] | None = None  # (runs, compiled writer call)
 
     def _writer(self, run: str):
         writer = self._writers.get(run)
@@ -202,13 +207,18 @@ class TensorBoardSink:
         self, rows: pd.DataFrame, histograms: np.ndarray | None
     ) -> dict[str, summary_pb2.Summary]:
         summaries: dict[str, summary_pb2.Summary] = {}
-        values = self._scalar_values(rows)
+        # Python floats: per-value tests on them cost a fraction of numpy scalar indexing.
+        values = self._scalar_values(rows).tolist()
+        if histograms is not None:
+            buckets = _buckets(histograms)
+            shape = tensor_shape_pb2.TensorShapeProto(
+                dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in buckets.shape[1:]]
+            )
         for i, (tensor, layer) in enumerate(zip(rows["tensor"], rows["layer"], strict=True)):
             run = self._run_of[layer]
             summary = summaries.setdefault(run, summary_pb2.Summary())
-            for j, stat in enumerate(self._scalars):
-                x = values[i, j]
-                if stat in _OPTIONAL_STATS and np.isnan(x):
+            for stat, x in zip(self._scalars, values[i], strict=True):
+                if x != x and stat in _OPTIONAL_STATS:  # NaN
                     continue
                 if stat in _WHEN_NONZERO:
                     key = (layer, tensor, stat)
@@ -220,15 +230,10 @@ class TensorBoardSink:
                 value.tensor.dtype = types_pb2.DT_FLOAT
                 value.tensor.float_val.append(x)
             if histograms is not None:
-                buckets = _buckets(histograms[i])
                 value = self._add(summary, run, f"{tensor}/values", _HISTOGRAM_METADATA)
                 value.tensor.dtype = types_pb2.DT_DOUBLE
-                value.tensor.tensor_shape.CopyFrom(
-                    tensor_shape_pb2.TensorShapeProto(
-                        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in buckets.shape]
-                    )
-                )
-                value.tensor.tensor_content = buckets.astype("<f8").tobytes()
+                value.tensor.tensor_shape.CopyFrom(shape)
+                value.tensor.tensor_content = buckets[i].tobytes()
         return summaries
 
     def _root(self):
@@ -249,13 +254,31 @@ class TensorBoardSink:
         if not self._run_of.keys() >= set(rows["layer"]):
             # First write (or the callback's probe was rebuilt for another model).
             self._run_of.update(_run_names(rows))
+            self._write_layers = None
         self._root()
-        step = int(rows["step"].iloc[0])
-        for run, summary in self._summaries(rows, histograms).items():
-            writer = self._writer(run)
-            with writer.as_default():
-                tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=step)
-            writer.flush()
+        summaries = self._summaries(rows, histograms)
+        runs, write_layers = self._layer_writer()
+        empty = summary_pb2.Summary()
+        protos = [summaries.get(run, empty).SerializeToString() for run in runs]
+        write_layers(tf.constant(protos), tf.constant(int(rows["step"].iloc[0]), tf.int64))
+
+    def _layer_writer(self) -> tuple[list[str], Any]:
+        """(layer runs, a compiled `f(protos, step)` writing protos[i] to runs[i] and flushing)."""
+        if self._write_layers is None:
+            runs = sorted(set(self._run_of.values()))
+            writers = [self._writer(run) for run in runs]
+            signature = [tf.TensorSpec([len(runs)], tf.string), tf.TensorSpec([], tf.int64)]
+
+            @tf.function(input_signature=signature)
+            def write_layers(protos, step):
+                for i, writer in enumerate(writers):
+                    with writer.as_default():
+                        tf.summary.experimental.write_raw_pb(protos[i], step=step)
+                for writer in writers:
+                    writer.flush()
+
+            self._write_layers = (runs, write_layers)
+        return self._write_layers
 
     def write_diagnosis(self, findings: pd.DataFrame, step: int) -> None:
         """The findings of `keras_initx.diagnose` as Markdown text `diagnosis` at `step`."""
@@ -279,3 +302,4 @@ class TensorBoardSink:
             writer.close()
         self._writers.clear()
         self._described.clear()
+        self._write_layers = None
