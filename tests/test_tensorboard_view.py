@@ -267,3 +267,13 @@ def test_demo_run_holds_its_plots_and_diagnosis(tmp_path):
     assert set(events.Tags()["tensors"]) == {"sweep_tanh", "diagnosis"}
     text = SummaryReader(str(tmp_path / "tb" / "demo"), pivot=False).text["value"].item()
     assert text.startswith("### depth sweep") and "| constant | zeros / 1 / activation |" in text
+
+
+def test_nested_layer_paths_become_flat_run_names(tmp_path):
+    rows = pd.concat([_rows(0, 0, 0), _rows(0, 0, 0, layer_index=1)], ignore_index=True)
+    rows["layer"] = ["outer/inner/dense", "outer/head"]
+    sink = TensorBoardSink(tmp_path, ("std",))
+    sink.write(rows)
+    sink.close()
+    runs = sorted(p.name for p in (tmp_path / "layer_stats").iterdir() if p.is_dir())
+    assert runs == ["00_inner.dense", "01_head"]
