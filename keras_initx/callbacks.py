@@ -68,8 +68,9 @@ class LayerStats(keras.callbacks.Callback):
     Rows (one per step, layer, tensor; columns `keras_initx.sinks.COLUMNS`) are kept in memory
     (`to_dataframe()`) and, with `log_dir`, appended to `log_dir/layer_stats.csv` as they come
     (`layer_stats.parquet` is rewritten at each epoch end when pyarrow is present) and logged to
-    TensorBoard in the run `log_dir/layer_stats`, beside Keras' own `train`/`validation` runs:
-    scalars `<tensor>/<layer path>/<stat>` and histograms `<tensor>/<layer path>`.
+    TensorBoard under `log_dir/layer_stats`, beside Keras' own `train`/`validation` runs: one
+    run per layer (`layer_stats/00_dense`, ...) with scalars `<tensor>/<stat>` and histograms
+    `<tensor>/values`, so each chart shows every layer (see `keras_initx.sinks.tensorboard`).
 
     `step` is the optimizer's `iterations` when measured, so one instance used in two `fit`
     calls keeps counting (the second fit's first rows continue from the first fit's last step;
@@ -105,12 +106,19 @@ class LayerStats(keras.callbacks.Callback):
             [1 - threshold, threshold] count as saturated. Default 0.99.
         histogram_bins: bins of the histograms (TensorBoard, percentiles). Default 64.
         training: run the probe in training mode (dropout, batch statistics); default
-            inference mode.
+            inference mode. In inference mode BatchNormalization uses its moving statistics,
+            0 and 1 before training, so it passes its input through at step 0; a warning
+            names such layers.
         terminate_on_nan: stop training when a measurement counts a NaN or Inf, or the training
             loss is not finite.
         tensorboard: with `log_dir`, also write the TensorBoard run. Default True.
         warn: print `keras_initx.diagnose`'s findings for the initialization (step 0) in
-            `on_train_begin`, so a bad init is flagged before any training. Default False.
+            `on_train_begin`, so a bad init is flagged before any training; implies `diagnose`.
+            Default False.
+        diagnose: with the TensorBoard run, write the diagnosis of the latest measurement as
+            text (`diagnosis`) and pictures (`plots/std_by_layer` at step 0, the layer x step
+            heat maps `plots/<tensor>_std_heatmap` at each epoch end) to `layer_stats`.
+            Default False (matplotlib drawing costs about 0.1 s per picture).
         loss: `loss(y_true, y_pred) -> scalar` for the gradients, for models without a compiled
             loss (e.g. a subclassed model with its own `train_step`); default the model's
             compiled loss.
@@ -133,6 +141,7 @@ class LayerStats(keras.callbacks.Callback):
         terminate_on_nan: bool = False,
         tensorboard: bool = True,
         warn: bool = False,
+        diagnose: bool = False,
         loss: Any = None,
     ) -> None:
         super().__init__()
@@ -145,6 +154,7 @@ class LayerStats(keras.callbacks.Callback):
             ("terminate_on_nan", terminate_on_nan),
             ("tensorboard", tensorboard),
             ("warn", warn),
+            ("diagnose", diagnose),
         ):
             check_bool(name, flag)
         check_layer_filters(layers, layer_classes)
@@ -174,6 +184,7 @@ class LayerStats(keras.callbacks.Callback):
         self.terminate_on_nan = terminate_on_nan
         self.tensorboard = tensorboard
         self.warn = warn
+        self.diagnose = diagnose
 
         self._frame = FrameSink(self.log_dir)
         self._writer: ThreadPoolExecutor | None = None
@@ -187,6 +198,7 @@ class LayerStats(keras.callbacks.Callback):
         self._next_step = 0
         self._last_measured: int | None = None
         self._broken = False
+        self._viewed_step: int | None = None
 
     # -- Keras hooks -------------------------------------------------------------------------
 
@@ -220,6 +232,8 @@ class LayerStats(keras.callbacks.Callback):
                 histograms=self.log_dir is not None and self.tensorboard,
                 loss=self.loss,
             )
+            if not self.training:
+                _warn_inference_batchnorm(self._probe_fn)
         if self.log_dir is not None and self.tensorboard and self._tensorboard is None:
             self._tensorboard = TensorBoardSink(self.log_dir, self._probe_fn.stats)
         self._broken = False
@@ -235,6 +249,7 @@ class LayerStats(keras.callbacks.Callback):
             findings = diagnose(frame[frame["step"] == self._step])
             if len(findings):
                 print(format_findings(findings))
+        self._log_views(first=True)
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._epoch = epoch
@@ -260,6 +275,7 @@ class LayerStats(keras.callbacks.Callback):
             self._measure()
         self._collect_writes(wait=True)
         self._frame.flush()
+        self._log_views(first=False)
 
     def on_train_end(self, logs: dict | None = None) -> None:
         self._collect_writes(wait=True)
@@ -332,6 +348,30 @@ class LayerStats(keras.callbacks.Callback):
         if self._tensorboard is not None:
             self._tensorboard.write(rows, result.histograms)
 
+    def _log_views(self, first: bool) -> None:
+        """With `diagnose`/`warn`: the diagnosis and pictures of the latest measurement."""
+        if self._tensorboard is None or not (self.diagnose or self.warn):
+            return
+        from keras_initx import plots  # matplotlib is loaded only when pictures are wanted
+
+        frame = self.to_dataframe()
+        step = int(frame["step"].max()) if len(frame) else None
+        if step is None or step == self._viewed_step:
+            return
+        self._viewed_step = step
+        self._tensorboard.write_diagnosis(diagnose(frame[frame["step"] == step]), step)
+        tensors = [t for t in ("activation", "activation_grad") if t in self.tensors]
+        if "std" not in self.stats or not tensors:
+            return
+        if first:
+            figures = {"std_by_layer": plots.plot_std_by_layer(frame, step, tensors).figure}
+        else:
+            figures = {
+                f"{t}_std_heatmap": plots.plot_layer_heatmap(frame, t, "std").figure
+                for t in tensors
+            }
+        self._tensorboard.write_figures(figures, step)
+
     def _collect_writes(self, wait: bool) -> None:
         """Forget finished writes (all of them, waiting, with `wait`); a failure warns."""
         pending, self._pending = self._pending, []
@@ -371,6 +411,21 @@ def _validated_log_dir(log_dir: Any) -> str:
             "directory path (str or os.PathLike of str), or None to keep rows in memory."
         )
     return path
+
+
+def _warn_inference_batchnorm(probe: Probe) -> None:
+    """Say once per model that an inference-mode probe sees BatchNormalization as a no-op."""
+    names = [
+        info.path for info in probe.layers if info.layer_class.startswith("BatchNormalization")
+    ]
+    if names:
+        warnings.warn(
+            f"LayerStats: the probe runs in inference mode, so the BatchNormalization layers "
+            f"{names} normalize with their moving statistics (mean 0, variance 1 before "
+            "training) and pass their input through at step 0. Pass `training=True` to measure "
+            "them with batch statistics, as training sees them.",
+            stacklevel=3,
+        )
 
 
 def _validated_probe(probe: Any, tensors: Sequence[str] | None) -> tuple:

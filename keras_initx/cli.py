@@ -317,6 +317,7 @@ def _demo(args: argparse.Namespace) -> int:
     ]
     all_findings = pd.concat(findings, ignore_index=True)
     written.append(_write_findings(out, "diagnosis", all_findings))
+    _log_demo(tensorboard, out, written, all_findings)
     progress.step("plots, CSVs and diagnosis written")
 
     print("\nDiagnosis of the initializations:")
@@ -327,7 +328,8 @@ def _demo(args: argparse.Namespace) -> int:
     print(symmetry.pivot(index="initializer", columns="layer", values="distinct_units")
           .loc[list(training)].to_string())  # fmt: skip
     _print_written(written)
-    print(f"\nOpen TensorBoard on the training runs:\n  tensorboard --logdir {tensorboard}")
+    print("\nOpen TensorBoard on the training runs (the `demo` run holds the plots and the "
+          f"diagnosis):\n  tensorboard --logdir {tensorboard}")  # fmt: skip
     print(f"Re-plot and re-diagnose the saved statistics:\n  {PROG} report {out}")
     return 0
 
@@ -498,6 +500,31 @@ def _write_sweep(
 
 def _write_findings(out: str, stem: str, findings: Any) -> tuple[str, str]:
     return _csv(findings, _path(out, f"{stem}.csv"), f"diagnosis ({len(findings)} findings)")
+
+
+def _log_demo(
+    tensorboard: str, out: str, written: Sequence[tuple[str, str]], findings: Any
+) -> None:
+    """The demo's PNGs (as images) and diagnosis (as Markdown text) in a `demo` TensorBoard run."""
+    import tensorflow as tf
+
+    from keras_initx.sinks.tensorboard import findings_markdown, write_images
+
+    run = os.path.join(tensorboard, "demo")
+    images = {}
+    for path, _ in written:
+        if path.endswith(".png"):
+            with open(path, "rb") as f:
+                images[os.path.relpath(path, out)[: -len(".png")]] = f.read()
+    sections = [
+        f"### {source}\n\n{findings_markdown(found.drop(columns='source'))}"
+        for source, found in findings.groupby("source", sort=False)
+    ]
+    writer = tf.summary.create_file_writer(run)
+    with writer.as_default():
+        write_images(images, step=0)
+        tf.summary.text("diagnosis", "\n\n".join(sections), step=0)
+    writer.close()
 
 
 def _table(frame: Any, column: str) -> str:

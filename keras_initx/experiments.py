@@ -442,7 +442,8 @@ def compare_training(
         every_n_steps: `LayerStats` measuring interval, in optimizer steps.
         log_dir: when given, each run writes `LayerStats` and `keras.callbacks.TensorBoard`
             logs to `log_dir/<label>` (label made file-system safe), so `tensorboard --logdir
-            log_dir` compares the runs.
+            log_dir` compares the runs, and its settings (initializer label and the arguments
+            above) for the HParams tab, whose metrics are the last validation loss and accuracy.
         verbose: passed to `fit`.
 
     Returns:
@@ -471,6 +472,10 @@ def compare_training(
             metrics=["accuracy"],
         )
         run_dir = None if log_dir is None else os.path.join(os.fspath(log_dir), _safe(label))
+        if run_dir is not None:
+            settings = {"initializer": label, "epochs": epochs, "seed": seed}
+            settings |= {"batch_size": batch_size, "learning_rate": learning_rate}
+            _log_hparams(run_dir, settings | {"every_n_steps": every_n_steps})
         probe = (x_train[:_PROBE_SIZE], y_train[:_PROBE_SIZE])
         layer_stats = LayerStats(probe=probe, log_dir=run_dir, every_n_steps=every_n_steps)
         callbacks: list[keras.callbacks.Callback] = [layer_stats]
@@ -498,6 +503,27 @@ def compare_training(
         layer_stats=pd.concat(frames, ignore_index=True),
         symmetry=pd.DataFrame(symmetry),
     )
+
+
+def _log_hparams(run_dir: str, hparams: dict[str, Any]) -> None:
+    """A run's settings for TensorBoard's HParams tab, in the run `run_dir` itself.
+
+    The metrics are the `epoch_loss`/`epoch_accuracy` scalars that `keras.callbacks.TensorBoard`
+    writes in `run_dir/validation` (the tab shows their last value). Every run writes the same
+    experiment config (the plugin reads the first it finds), so runs can be added to a log dir
+    one at a time, as the demo does.
+    """
+    from tensorboard.plugins.hparams import api as hp
+
+    metrics = [
+        hp.Metric("epoch_accuracy", group="validation", display_name="val accuracy"),
+        hp.Metric("epoch_loss", group="validation", display_name="val loss"),
+    ]
+    writer = tf.summary.create_file_writer(run_dir)
+    with writer.as_default():
+        hp.hparams_config(hparams=[hp.HParam(name) for name in hparams], metrics=metrics)
+        hp.hparams(hparams, trial_id=os.path.basename(run_dir))
+    writer.close()
 
 
 def _load(

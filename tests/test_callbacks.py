@@ -97,11 +97,12 @@ def test_files_csv_parquet_and_tensorboard(fitted):
     pd.testing.assert_frame_equal(pd.read_csv(log_dir / "layer_stats.csv"), df, check_dtype=False)
     pd.testing.assert_frame_equal(pd.read_parquet(log_dir / "layer_stats.parquet"), df)
     assert {"train", "layer_stats"} <= {p.name for p in log_dir.iterdir()}
-    tensors = SummaryReader(str(log_dir / "layer_stats"), pivot=False).tensors
-    std = tensors[tensors["tag"] == "activation_grad/mlp/d1/std"].set_index("step")["value"]
+    d1 = SummaryReader(str(log_dir / "layer_stats" / "00_d1"), pivot=False).tensors
+    std = d1[d1["tag"] == "activation_grad/std"].set_index("step")["value"]
     expected = df.query("layer == 'mlp/d1' and tensor == 'activation_grad'").set_index("step")
     np.testing.assert_allclose(std.sort_index().astype(float), expected["std"], rtol=1e-6)
-    assert np.asarray(tensors[tensors["tag"] == "kernel/mlp/out"]["value"].iloc[0]).shape == (64, 3)
+    out = SummaryReader(str(log_dir / "layer_stats" / "01_out"), pivot=False).tensors
+    assert np.asarray(out[out["tag"] == "kernel/values"]["value"].iloc[0]).shape == (64, 3)
 
 
 def test_second_fit_keeps_counting(data):

@@ -60,14 +60,19 @@ def test_tensorboard_sink_scalars_and_histograms(tmp_path):
     sink.write(_rows(0), histograms)
     sink.write(_rows(3), histograms * [1, 1, 2, 2, 2, 2])
     sink.close()
-    tensors = SummaryReader(str(tmp_path / "layer_stats"), pivot=False).tensors
-    scalars = tensors[tensors["tag"].str.count("/") == 3]
-    # Structural NaN (saturation of a kernel) is left out; everything else is there.
-    assert len(scalars) == 2 * (2 * len(STAT_NAMES) - 2)
-    assert "kernel/m/d1/frac_saturated" not in set(scalars["tag"])
-    std = scalars[scalars["tag"] == "activation/m/d1/std"].set_index("step")["value"]
+    # One run per layer (depth index + path without the model's name), tags `<tensor>/<stat>`.
+    assert [p.name for p in (tmp_path / "layer_stats").iterdir() if p.is_dir()] == ["00_d1"]
+    tensors = SummaryReader(str(tmp_path / "layer_stats" / "00_d1"), pivot=False).tensors
+    scalars = tensors[~tensors["tag"].str.endswith("/values")]
+    # nan_count + inf_count -> one `nonfinite`; structural NaN (saturation of a kernel) left out.
+    assert len(scalars) == 2 * (2 * (len(STAT_NAMES) - 1) - 2)
+    assert "kernel/frac_saturated" not in set(scalars["tag"])
+    nonfinite = scalars[scalars["tag"] == "activation/nonfinite"].set_index("step")["value"]
+    stat = list(STAT_NAMES).index
+    assert nonfinite.to_dict() == {s: 2 * s + stat("nan_count") + stat("inf_count") for s in (0, 3)}
+    std = scalars[scalars["tag"] == "activation/std"].set_index("step")["value"]
     assert std.to_dict() == {0: 1.0, 3: 4.0}
-    hist = tensors[tensors["tag"] == "kernel/m/d1"].set_index("step")["value"]
+    hist = tensors[tensors["tag"] == "kernel/values"].set_index("step")["value"]
     buckets = np.asarray(hist[3])
     assert buckets.shape == (bins, 3)
     np.testing.assert_allclose(buckets[:, 0], [0.0, 0.5, 1.0, 1.5])  # left edges over [min, max]

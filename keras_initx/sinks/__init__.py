@@ -3,7 +3,8 @@
 
 - `FrameSink`: in-memory pandas frame, appended to `layer_stats.csv` as it goes (and rewritten to
   `layer_stats.parquet` on flush when pyarrow is importable).
-- `TensorBoardSink`: scalars and histograms in a `layer_stats` run beside Keras' own runs.
+- `TensorBoardSink`: scalars and histograms in one run per layer under `layer_stats`, beside
+  Keras' own runs, so each chart holds every layer.
 """
 
 from keras_initx.sinks.frame import COLUMNS, FrameSink, result_rows
