@@ -364,7 +364,7 @@ class LayerStats(keras.callbacks.Callback):
         if "std" not in self.stats or not tensors:
             return
         if first:
-            figures = {"std_by_layer": plots.plot_std_by_layer(frame, step, tensors).figure}
+            figures = {"std_by_layer": plots.plot_signal_propagation(frame, tensors, step=step)}
         else:
             figures = {
                 f"{t}_std_heatmap": plots.plot_layer_heatmap(frame, t, "std").figure

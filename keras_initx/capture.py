@@ -345,8 +345,9 @@ class ProbeResult:
             `TENSORS` order.
         stats: the statistic names, one per column of `values`.
         values: float64 `[len(rows), len(stats)]`.
-        histograms: float64 `[len(rows), bins + 2]` = `[min, max, counts...]` per row (counts
-            over `bins` equal bins of [min, max]), or None when not requested.
+        histograms: float64 `[len(rows), bins + 2]` = `[lo, hi, counts...]` per row: counts
+            over `bins` equal bins of the range [lo, hi] (min to max, widened around a constant
+            tensor's value: `keras_initx.stats.histogram_range`), or None when not requested.
     """
 
     rows: list[tuple[LayerInfo, str]]

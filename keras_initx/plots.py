@@ -26,7 +26,6 @@ __all__ = [
     "plot_jacobian_spectrum",
     "plot_layer_heatmap",
     "plot_signal_propagation",
-    "plot_std_by_layer",
     "plot_std_vs_depth",
     "plot_training_curves",
     "plot_width_sweep",
@@ -471,59 +470,6 @@ def plot_jacobian_spectrum(
     ax.grid(True, alpha=0.3)
     if by:
         ax.legend(fontsize="x-small")
-def plot_std_by_layer(
-    frame: pd.DataFrame,
-    step: int = 0,
-    tensors: Sequence[str] = ("activation", "activation_grad"),
-    *,
-    ax: Axes | None = None,
-    log: bool = True,
-    path: str | os.PathLike[str] | None = None,
-) -> Axes:
-    """The std of each tensor against layer depth at one measured step of a `LayerStats` frame.
-
-    At step 0 this is Glorot & Bengio's picture of the initialization: activations that shrink
-    or grow layer by layer (forward) and gradients that do so backwards.
-
-    Args:
-        frame: a `LayerStats` frame (`step`, `layer`, `layer_index`, `tensor`, `std`).
-        step: the measured step to draw.
-        tensors: one line per tensor present in the frame, in this order.
-        ax: Axes to draw on; a new figure when None.
-        log: logarithmic y axis; values <= 0 are then not drawn.
-        path: also save the figure there as PNG.
-
-    Returns:
-        The Axes; `ax.get_lines()[k]` is the k-th tensor present, x = `layer_index`.
-    """
-    _require(frame, ["step", "layer", "layer_index", "tensor", "std"], "frame")
-    rows = frame[frame["step"] == step]
-    if rows.empty:
-        raise ValueError(
-            f"Invalid value for argument `step`. Received: step={step!r}. Expected a measured "
-            f"step of the frame: {sorted(frame['step'].unique().tolist())[:20]}."
-        )
-    if ax is None:
-        ax = Figure(figsize=(7, 4), layout="constrained").add_subplot()
-    for tensor in tensors:
-        part = rows[rows["tensor"] == tensor].sort_values("layer_index")
-        if not part.empty:
-            ax.plot(part["layer_index"], part["std"], "o-", label=f"{tensor} std", markersize=4)
-    layers = rows.drop_duplicates("layer_index").sort_values("layer_index")
-    ax.set_xticks(layers["layer_index"], [str(p).split("/")[-1] for p in layers["layer"]])
-    ax.tick_params(axis="x", labelsize="small", labelrotation=45)
-    if log:
-        ax.set_yscale("log")
-    ax.set_xlabel("layer (depth order)")
-    ax.set_ylabel("std")
-    ax.set_title(f"std per layer at step {step}")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
-    if path is not None:
-        save_figure(ax.figure, path)
-    return ax
-
-
 def _require(frame: pd.DataFrame, columns: Sequence[str], argument: str) -> None:
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(

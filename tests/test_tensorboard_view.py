@@ -241,21 +241,19 @@ def test_compare_training_logs_hparams_per_run(tmp_path):
         assert layer_runs == ["00_hidden_1", "01_hidden_2", "02_output"]
 
 
-def test_plot_std_by_layer_draws_the_frame(fitted):
+def test_std_by_layer_picture_draws_the_frame(fitted):
     cb, _, _ = fitted
     df = cb.to_dataframe()
-    ax = plots.plot_std_by_layer(df, step=4)
-    activation, gradient = ax.get_lines()
+    figure = plots.plot_signal_propagation(df, step=4)
+    activation_ax, gradient_ax = figure.axes[:2]
+    (activation,) = activation_ax.get_lines()
     expected = df.query("step == 4 and tensor == 'activation'").sort_values("layer_index")
     np.testing.assert_allclose(activation.get_ydata(), expected["std"])
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["h1", "bn", "h2", "out"]
-    assert len(gradient.get_xdata()) == 4
-    with pytest.raises(ValueError, match=r"step=5\b.*Expected a measured step"):
-        plots.plot_std_by_layer(df, step=5)
+    assert len(gradient_ax.get_lines()[0].get_xdata()) == 4
 
 
 def test_demo_run_holds_its_plots_and_diagnosis(tmp_path):
-    png = plots.save_figure(plots.plot_std_by_layer(pd.DataFrame(
+    png = plots.save_figure(plots.plot_signal_propagation(pd.DataFrame(
         {"step": [0], "layer": ["m/d"], "layer_index": [0], "tensor": ["activation"],
          "std": [1.0]})), tmp_path / "out" / "sweep_tanh.png")  # fmt: skip
     findings = pd.DataFrame(

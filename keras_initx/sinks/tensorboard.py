@@ -76,8 +76,13 @@ _HISTOGRAM_METADATA = histogram_metadata.create_summary_metadata(
 
 
 def _buckets(histograms: np.ndarray) -> np.ndarray:
-    """Rows `[min, max, counts...]` -> TensorBoard's `[rows, bins, 3]` (left edge, right edge,
-    count), little-endian float64."""
+    """Rows `[lo, hi, counts...]` -> TensorBoard's `[rows, bins, 3]` (left edge, right edge,
+    count), little-endian float64.
+
+    `[lo, hi]` is the statistics' histogram range (`keras_initx.stats.histogram_range`: min to
+    max, widened around a constant tensor's value); only a tensor without any finite value has
+    no range, and its empty counts are drawn over [0, 1].
+    """
     lo, hi, counts = histograms[:, :1], histograms[:, 1:2], histograms[:, 2:]
     lo = np.where(np.isfinite(lo), lo, 0.0)
     hi = np.where(np.isfinite(hi) & (hi > lo), hi, lo + 1.0)
