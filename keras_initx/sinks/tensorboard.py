@@ -23,10 +23,10 @@ The DataFrame/CSV keep every column; TensorBoard leaves out scalars that carry n
 Writers: one `tf.summary` file writer per run (a layer run cannot share an event file with another
 run), opened on the first write and kept until `close()`. Each measurement is one `Summary`
 protocol buffer per layer, built here (eager `tf.summary.scalar` per value costs more than the
-probe itself), and all layers' buffers are written and flushed by one `tf.function` call holding a
-`tf.summary.experimental.write_raw_pb` and a flush per writer: eager calls cost about 0.3 ms per
-layer, the compiled call about 1 ms for 11 layers and 4 ms for 150 (traced once per set of
-writers, about 1 s for 150 layers, on the callback's background thread).
+probe itself), written with one eager `tf.summary.experimental.write_raw_pb` and a flush per
+layer, about 0.3 ms per layer on the callback's background thread. A compiled writer of all runs
+is faster per write but costs a trace per fit (about 1 s for 150 layers) and sets off
+TensorFlow's retracing warning when a user fits several times.
 """
 
 from __future__ import annotations
@@ -182,7 +182,6 @@ class TensorBoardSink:
         self._described: set[tuple[str, str]] = set()  # (run, tag) with metadata in this file
         self._nonzero: set[tuple[str, str, str]] = set()  # (layer, tensor, stat) logged from now
         self._layout_written = False
-        self._write_layers: tuple[list[str], Any] | None = None  # (runs, compiled writer call)
 
     def _writer(self, run: str):
         writer = self._writers.get(run)
@@ -253,37 +252,21 @@ class TensorBoardSink:
 
     def write(self, rows: pd.DataFrame, histograms: np.ndarray | None = None) -> None:
         """Log one measurement: rows of one step (the `COLUMNS` frame) and their histograms
-        (`[len(rows), bins + 2]` = `[min, max, counts...]` per row, or None); flushed at once."""
+        (`[len(rows), bins + 2]` = `[lo, hi, counts...]` per row, or None); flushed at once."""
         if rows.empty:
             return
         if not self._run_of.keys() >= set(rows["layer"]):
             # First write (or the callback's probe was rebuilt for another model).
             self._run_of.update(_run_names(rows))
-            self._write_layers = None
         self._root()
-        summaries = self._summaries(rows, histograms)
-        runs, write_layers = self._layer_writer()
-        empty = summary_pb2.Summary()
-        protos = [summaries.get(run, empty).SerializeToString() for run in runs]
-        write_layers(tf.constant(protos), tf.constant(int(rows["step"].iloc[0]), tf.int64))
-
-    def _layer_writer(self) -> tuple[list[str], Any]:
-        """(layer runs, a compiled `f(protos, step)` writing protos[i] to runs[i] and flushing)."""
-        if self._write_layers is None:
-            runs = sorted(set(self._run_of.values()))
-            writers = [self._writer(run) for run in runs]
-            signature = [tf.TensorSpec([len(runs)], tf.string), tf.TensorSpec([], tf.int64)]
-
-            @tf.function(input_signature=signature)
-            def write_layers(protos, step):
-                for i, writer in enumerate(writers):
-                    with writer.as_default():
-                        tf.summary.experimental.write_raw_pb(protos[i], step=step)
-                for writer in writers:
-                    writer.flush()
-
-            self._write_layers = (runs, write_layers)
-        return self._write_layers
+        step = int(rows["step"].iloc[0])
+        # Eager writes on the writer thread: a compiled writer of all runs took a trace per fit
+        # (about 1 s for 150 layers) and set off TensorFlow's retracing warning across fits.
+        for run, summary in self._summaries(rows, histograms).items():
+            writer = self._writer(run)
+            with writer.as_default():
+                tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=step)
+            writer.flush()
 
     def write_diagnosis(self, findings: pd.DataFrame, step: int) -> None:
         """The findings of `keras_initx.diagnose` as Markdown text `diagnosis` at `step`."""
@@ -307,4 +290,3 @@ class TensorBoardSink:
             writer.close()
         self._writers.clear()
         self._described.clear()
-        self._write_layers = None
