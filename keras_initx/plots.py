@@ -470,6 +470,11 @@ def plot_jacobian_spectrum(
     ax.grid(True, alpha=0.3)
     if by:
         ax.legend(fontsize="x-small")
+    if path is not None:
+        save_figure(ax.figure, path)
+    return ax
+
+
 def _require(frame: pd.DataFrame, columns: Sequence[str], argument: str) -> None:
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(
