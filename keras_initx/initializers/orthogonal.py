@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import numbers
-
 import keras
 from keras import ops
 
 from keras_initx.gains import resolve_gain
 from keras_initx.initializers._axes import FanAxesInitializer, check_axes, matrix_to_kernel
 from keras_initx.initializers._checks import check_float_dtype, sampling_dtype
+from keras_initx.validation import check_int
 
 __all__ = ["OrthogonalGain", "orthogonal_matrix"]
 
@@ -110,18 +109,7 @@ class OrthogonalGain(keras.initializers.Orthogonal, FanAxesInitializer):
         output_axes: list[int] | None = None,
     ):
         self._gain_value = resolve_gain(gain)
-        if not isinstance(blocks, numbers.Integral) or isinstance(blocks, bool):
-            raise TypeError(
-                "Invalid type for argument `blocks`. "
-                f"Received: blocks={blocks!r} of type {type(blocks).__name__}. "
-                "Expected an integer >= 1."
-            )
-        if blocks < 1:
-            raise ValueError(
-                "Invalid value for argument `blocks`. "
-                f"Received: blocks={blocks!r}. Expected an integer >= 1 (e.g. 4 for an LSTM's "
-                "gates)."
-            )
+        check_int("blocks", blocks, 1)
         input_axes, output_axes = check_axes(input_axes, output_axes)
         # Keras' Orthogonal stores `gain` as given and gives us its seed handling.
         super().__init__(gain=gain, seed=seed)
