@@ -403,6 +403,7 @@ class LayerStats(keras.callbacks.Callback):
                 "directory (created if missing)."
             ) from error
 
+
 def _validated_log_dir(log_dir: Any) -> str:
     path = os.fspath(log_dir) if isinstance(log_dir, str | os.PathLike) else None
     if not isinstance(path, str):  # bytes paths would make mixed str/bytes file names
@@ -419,9 +420,10 @@ def _warn_inference_batchnorm(probe: Probe) -> None:
         info.path for info in probe.layers if info.layer_class.startswith("BatchNormalization")
     ]
     if names:
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
         warnings.warn(
             f"LayerStats: the probe runs in inference mode, so the BatchNormalization layers "
-            f"{names} normalize with their moving statistics (mean 0, variance 1 before "
+            f"({shown}) normalize with their moving statistics (mean 0, variance 1 before "
             "training) and pass their input through at step 0. Pass `training=True` to measure "
             "them with batch statistics, as training sees them.",
             stacklevel=3,

@@ -157,7 +157,7 @@ def test_batchnorm_in_inference_mode_warns_once(fitted):
     _, _, messages = fitted
     bn = [m for m in messages if "BatchNormalization" in m]
     assert len(bn) == 1  # two fits, one warning
-    assert "['mlp/bn']" in bn[0] and "training=True" in bn[0]
+    assert "layers (mlp/bn) normalize" in bn[0] and "training=True" in bn[0]
     cb = LayerStats(probe=(np.zeros((4, 8), "float32"), None), tensors=["activation"],
                     training=True)  # fmt: skip
     with warnings.catch_warnings():
