@@ -582,14 +582,6 @@ class Probe:
         else:
             model(x, training=self.training)
         rows = self._rows_of(recorded)
-        if self.rows is None:
-            self.rows = rows
-        elif rows != self.rows:
-            raise ValueError(
-                "Invalid value for argument `x`: the model ran other layers on this input "
-                "shape than on the first one, so the rows differ. Expected one input structure "
-                "per probe: build one probe per input shape."
-            )
         tensors = []
         for info, tensor in rows:
             if tensor in ("activation", "preactivation"):
@@ -604,11 +596,20 @@ class Probe:
                 for (info, tensor), value in zip(rows, tensors, strict=True)
                 if value is None
             ]
-            # ZERO where a tensor does not reach the loss: an unused branch has no influence.
-            grads = iter(
-                tape.gradient(loss, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-            )
+            grads = iter(tape.gradient(loss, sources))
             tensors = [next(grads) if value is None else value for value in tensors]
+            # A tensor the loss does not depend on has no gradient, and gets no row rather than
+            # a made-up 0: e.g. a softmax output whose cross-entropy Keras computes from the
+            # logits (its `preactivation_grad`, w.r.t. the logits, is the gradient that flows).
+            rows, tensors = _kept(rows, tensors)
+        if self.rows is None:
+            self.rows = rows
+        elif rows != self.rows:
+            raise ValueError(
+                "Invalid value for argument `x`: the model ran other layers on this input "
+                "shape than on the first one, so the rows differ. Expected one input structure "
+                "per probe: build one probe per input shape."
+            )
 
         restores = [v.assign(value) for v, value in saved]
         with tf.control_dependencies(restores):
@@ -683,6 +684,12 @@ def _without_constant_folding() -> Iterator[None]:
         tf.config.optimizer.set_experimental_options(
             {"constant_folding": options.get("constant_folding", True)}
         )
+
+
+def _kept(rows: list, tensors: list) -> tuple[list, list]:
+    """The rows whose tensor exists (not None), with their tensors."""
+    pairs = [(row, t) for row, t in zip(rows, tensors, strict=True) if t is not None]
+    return [row for row, _ in pairs], [t for _, t in pairs]
 
 
 class _Recorded:

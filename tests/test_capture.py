@@ -314,3 +314,26 @@ def test_first_call_leaves_tensorflow_optimizer_options_as_they_were(mlp, data, 
         tf.config.optimizer.set_experimental_options(
             {"constant_folding": options.get("constant_folding", True)}
         )
+
+
+def test_a_gradient_that_does_not_exist_has_no_row():
+    """Keras computes a softmax output's cross-entropy from the cached logits: the loss does not
+    depend on the softmax output, so there is no `activation_grad` (not a made-up 0), while the
+    gradient w.r.t. the logits (`preactivation_grad`) is measured."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((5,)), keras.layers.Dense(3, activation="softmax", name="out")], name="s"
+    )
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).normal(size=(8, 5)).astype("float32")
+    y = np.arange(8) % 3
+    got = build_probe(model)(x, y).as_dict()["s/out"]
+    assert "activation_grad" not in got
+    with tf.GradientTape() as tape:
+        logits = tf.constant(x @ model.get_layer("out").kernel.numpy())
+        logits += model.get_layer("out").bias
+        tape.watch(logits)
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, logits)
+    np.testing.assert_allclose(
+        got["preactivation_grad"]["std"], np.std(tape.gradient(loss, logits)), rtol=1e-4
+    )
