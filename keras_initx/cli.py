@@ -375,6 +375,12 @@ def _report(args: argparse.Namespace) -> int:
             "log_dir, or a demo output folder)"
         )
     frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    missing = [c for c in ("step", "layer", "layer_index", "tensor", "std") if c not in frame]
+    if missing:
+        raise ValueError(
+            f"{path!r} has no columns {missing} (it has {list(frame.columns)}); expected a "
+            "layer_stats.csv written by LayerStats (columns keras_initx.LAYER_STATS_COLUMNS)"
+        )
     frame["activation"] = frame["activation"].fillna("") if "activation" in frame else ""
     out = args.out or os.path.join(run_dir, "report")
     groups = frame.groupby("initializer", sort=False) if "initializer" in frame else [("", frame)]

@@ -186,7 +186,11 @@ def check_model_input(model: keras.Model, x: Any, argument: str = "x") -> Any:
             "Invalid type for argument `model`. "
             f"Received: model of type {type(model).__name__}. Expected a keras.Model."
         )
-    if model.built and len(model.inputs) != 1:
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        inputs = None  # a subclassed model declares no inputs
+    if model.built and inputs is not None and len(inputs) != 1:
         return x
     x = np.asarray(x, dtype="float32")
     if x.ndim < 2 or len(x) == 0:

@@ -71,6 +71,14 @@ def test_report_without_csv(tmp_path, capsys):
     assert "no layer_stats.csv in" in capsys.readouterr().err
 
 
+def test_report_on_a_csv_without_the_columns_is_one_line(tmp_path, capsys):
+    (tmp_path / "layer_stats.csv").write_text("step,loss\n0,1.5\n")
+    assert main(["report", str(tmp_path)]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
+    assert "has no columns ['layer', 'layer_index', 'tensor', 'std']" in lines[0]
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

@@ -474,3 +474,9 @@ def test_saved_model_reloads_in_fresh_process(saved_models, label):
     with np.load(paths[label] + ".npz") as weights:
         for i, w in enumerate(model.get_weights()):
             np.testing.assert_array_equal(weights[f"arr_{i}"], w)
+
+
+def test_sparse_draws_an_empty_kernel_for_a_zero_size_dimension():
+    for shape in [(0, 4), (3, 0), (3, 3, 0, 8)]:
+        kernel = Sparse(seed=0)(shape)
+        assert tuple(kernel.shape) == shape

@@ -273,3 +273,24 @@ def test_model_without_kernels_has_nothing_to_scale():
 def test_not_a_model_is_a_type_error():
     with pytest.raises(TypeError, match="Invalid type for argument `model`"):
         lsuv(keras.layers.Dense(3), np.ones((8, 4)))
+
+
+class _Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__(name="sub")
+        self.hidden = keras.layers.Dense(16, activation="tanh", kernel_initializer="zeros")
+        self.out = keras.layers.Dense(3)
+
+    def call(self, x):
+        return self.out(self.hidden(x))
+
+
+def test_lsuv_on_a_subclassed_model():
+    keras.utils.set_random_seed(0)
+    model = _Subclassed()
+    x = np.random.default_rng(0).normal(size=(64, 10)).astype("float32")
+    model(x)
+    frame = lsuv(model, x)
+    assert frame["layer"].tolist() == [f"sub/{model.hidden.name}", f"sub/{model.out.name}"]
+    assert frame["converged"].all()
+    assert (abs(frame["std_after"] - 1.0) <= 0.1).all()

@@ -92,6 +92,10 @@ class Sparse(keras.initializers.RandomNormal, FanAxesInitializer):
         dtype = check_float_dtype(dtype)
         fan_in, units, order = self.kernel_layout(shape)
         shape = tuple(int(d) for d in shape)
+        if fan_in == 0 or units == 0:
+            # An empty kernel (a zero-size dimension) has nothing to draw: Keras' own draw it
+            # empty too; k and its 1/sqrt(k) are undefined there.
+            return ops.zeros(shape, dtype)
         k = self._nonzero_count(fan_in, shape)
         stddev = 1.0 / math.sqrt(k) if self.stddev == "auto" else self.stddev
         # Two draws (selection keys, values) must come from distinct streams: an int seed feeds
