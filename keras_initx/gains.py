@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -189,13 +190,14 @@ def calculate_gain(nonlinearity: str | Callable, param: float | None = None) -> 
     name = _ALIASES.get(name, name)
     if name == "leaky_relu":
         slope = _DEFAULT_LEAKY_SLOPE if param is None else param
-        is_number = isinstance(slope, (int, float)) and not isinstance(slope, bool)
+        # numbers.Real: NumPy scalars (np.float32(0.2)) are what Keras users often pass.
+        is_number = isinstance(slope, numbers.Real) and not isinstance(slope, bool | np.bool_)
         if not is_number or not math.isfinite(slope):
             raise ValueError(
                 "Invalid value for argument `param`. "
                 f"Received: param={param!r}. Expected a finite number (the negative slope)."
             )
-        return math.sqrt(2.0 / (1.0 + slope**2))
+        return math.sqrt(2.0 / (1.0 + float(slope) ** 2))
     if name in _TORCH_GAINS:
         return _TORCH_GAINS[name]
     if name in _SECOND_MOMENT_GAINS:

@@ -209,3 +209,12 @@ def test_gaussian_expectation_moments():
 def test_callable_gain_errors(function, match):
     with pytest.raises(ValueError, match=match):
         calculate_gain(function)
+
+
+def test_numpy_scalars_are_numbers_for_param():
+    assert calculate_gain("leaky_relu", np.float32(0.2)) == pytest.approx(
+        calculate_gain("leaky_relu", 0.2), rel=1e-6
+    )
+    assert calculate_gain("leaky_relu", np.int64(0)) == pytest.approx(math.sqrt(2.0))
+    with pytest.raises(ValueError, match="param=np.True_"):
+        calculate_gain("leaky_relu", np.True_)
