@@ -59,7 +59,7 @@ def _next_log_step(step: int) -> int:
 class LayerStats(keras.callbacks.Callback):
     """Logs per-layer statistics of activations, pre-activations, gradients and kernels.
 
-    On a fixed probe batch, at step 0 (in `on_train_begin`, before any update: the
+    On a fixed probe batch, at step 0 (at the first `on_epoch_begin`, before any update: the
     initialization itself), then every `every_n_steps` optimizer steps or on a log-spaced
     schedule (steps 1, 2, 3, 4, 6, 8, 11, 16, 23, ...), and at epoch ends if asked. Each
     measurement is one compiled forward and backward pass (see `keras_initx.capture`) that
@@ -80,7 +80,7 @@ class LayerStats(keras.callbacks.Callback):
     training at the first measurement that sees a NaN or Inf (its statistics are then always
     computed) or at the first non-finite training loss. A measurement that fails at run time
     (a TensorFlow op error on the data) warns and training and measuring go on; configuration
-    errors (arguments, a model the probe cannot trace) raise in `on_train_begin`.
+    errors (arguments, a model the probe cannot trace) raise before the first training step.
 
     Only the probe runs on the training thread: turning its results into rows and writing the
     CSV and TensorBoard files happens on one background thread, in measurement order, so that
@@ -113,8 +113,8 @@ class LayerStats(keras.callbacks.Callback):
             loss is not finite.
         tensorboard: with `log_dir`, also write the TensorBoard run. Default True.
         warn: print `keras_initx.diagnose`'s findings for the initialization (step 0) in
-            `on_train_begin`, so a bad init is flagged before any training; implies `diagnose`.
-            Default False.
+            the first `on_epoch_begin`, so a bad init is flagged before any training; implies
+            `diagnose`. Default False.
         diagnose: with the TensorBoard run, write the diagnosis of the latest measurement as
             text (`diagnosis`) and pictures (`plots/std_by_layer` at step 0, the layer x step
             heat maps `plots/<tensor>_std_heatmap` at each epoch end) to `layer_stats`.
@@ -192,6 +192,7 @@ class LayerStats(keras.callbacks.Callback):
         self._tensorboard: TensorBoardSink | None = None
         self._probe_fn: Probe | None = None
         self._failures: set[str] = set()
+        self._initial_pending = False
         self._step = 0
         self._epoch = 0
         self._epoch_base = 0
@@ -237,23 +238,23 @@ class LayerStats(keras.callbacks.Callback):
         if self.log_dir is not None and self.tensorboard and self._tensorboard is None:
             self._tensorboard = TensorBoardSink(self.log_dir, self._probe_fn.stats)
         self._broken = False
-        # Keras does not tell callbacks `initial_epoch`; the first epoch of a fit is 0 unless
-        # on_epoch_begin says otherwise before the next measurement.
-        self._epoch = 0
-        self._step = self._iterations()
-        self._epoch_base = self._step
-        # Tracing errors here are configuration errors: let them surface.
-        self._measure(initial=True)
-        if self.warn:
-            frame = self.to_dataframe()
-            findings = diagnose(frame[frame["step"] == self._step])
-            if len(findings):
-                print(format_findings(findings))
-        self._log_views(first=True)
+        # Keras tells callbacks the first epoch (`initial_epoch`) only in on_epoch_begin, still
+        # before any update: the initialization is measured there.
+        self._initial_pending = True
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._epoch = epoch
         self._epoch_base = self._step = self._iterations()
+        if self._initial_pending:
+            self._initial_pending = False
+            # Tracing errors here are configuration errors: let them surface.
+            self._measure(initial=True)
+            if self.warn:
+                frame = self.to_dataframe()
+                findings = diagnose(frame[frame["step"] == self._step])
+                if len(findings):
+                    print(format_findings(findings))
+            self._log_views(first=True)
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         # Called every step: keep it to integer arithmetic unless a measurement is due.

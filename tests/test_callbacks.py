@@ -294,3 +294,11 @@ def test_writes_are_bounded_to_one_measurement_in_flight(data, tmp_path, monkeyp
     assert len(in_flight) == 17 and max(in_flight) <= 1
     csv = pd.read_csv(tmp_path / "layer_stats.csv")
     assert sorted(csv["step"].unique()) == list(range(17))
+
+
+def test_initial_epoch_labels_the_first_rows(data):
+    x, y = data
+    cb = LayerStats(probe=(x[:16], y[:16]), every_n_steps=2, tensors=["activation"])
+    _model().fit(x, y, batch_size=16, epochs=3, initial_epoch=2, verbose=0, callbacks=[cb])
+    frame = cb.to_dataframe()
+    assert frame.groupby("step")["epoch"].unique().map(list).to_dict() == {0: [2], 2: [2], 4: [2]}
