@@ -1,7 +1,7 @@
 """The LayerStats frame: rows accumulated in memory and appended to CSV (and Parquet) on disk.
 
-CSV is the crash-safe copy: every `write` appends its rows and flushes, so a killed run keeps
-everything measured so far. Parquet cannot be appended cheaply, so `layer_stats.parquet` is
+CSV is the crash-safe copy: every `write` appends its rows in one write call and flushes, so a
+killed run keeps every measurement written so far. Parquet cannot be appended cheaply, so `layer_stats.parquet` is
 rewritten from the in-memory frame on `flush()` (the callback flushes at each epoch end and at
 the end of training); after a crash it may lag the CSV by up to an epoch.
 """
