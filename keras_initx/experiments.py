@@ -36,7 +36,7 @@ from keras_initx import stats
 from keras_initx.callbacks import LayerStats
 from keras_initx.initializers import list_initializers
 from keras_initx.lsuv import lsuv
-from keras_initx.validation import check_int
+from keras_initx.validation import check_int, check_number
 from keras_initx.width import width_sweep as width_sweep  # re-exported: the width check
 
 __all__ = [
@@ -457,6 +457,12 @@ def compare_training(
     check_int("epochs", epochs, 1)
     check_int("batch_size", batch_size, 1)
     check_int("every_n_steps", every_n_steps, 1)
+    check_number("learning_rate", learning_rate, low=0, low_inclusive=False, high_inclusive=False)
+    if model_fn is not None and not callable(model_fn):
+        raise TypeError(
+            f"Invalid type for argument `model_fn`. Received: model_fn={model_fn!r}. Expected a "
+            "callable `model_fn(kernel_initializer) -> keras.Model`, or None for the digits MLP."
+        )
     (x_train, y_train), (x_val, y_val) = _load(data, seed)
     model_fn = digits_mlp if model_fn is None else model_fn
     histories, frames, symmetry = [], [], []
@@ -539,10 +545,21 @@ def _load(
         from sklearn.datasets import load_digits
 
         x, y = load_digits(return_X_y=True)
-    else:
+    elif isinstance(data, tuple) and len(data) == 2:
         x, y = data
+    else:
+        raise TypeError(
+            f"Invalid type for argument `data`. Received: data of type {type(data).__name__}. "
+            "Expected 'digits' or a tuple (x, y) of arrays."
+        )
     x = np.asarray(x, dtype="float32").reshape(len(x), -1)
     y = np.asarray(y)
+    if len(x) != len(y) or len(x) < 5 or not np.isfinite(x).all():
+        raise ValueError(
+            f"Invalid value for argument `data`. Received: x of shape {x.shape}, y of shape "
+            f"{y.shape}. Expected as many labels as examples, at least 5 examples (an 80/20 "
+            "split), and finite x."
+        )
     # Constant pixels (the digits' borders) have std 0: leave them at 0 instead of dividing.
     std = x.std(axis=0)
     x = (x - x.mean(axis=0)) / np.where(std > 0, std, 1.0)

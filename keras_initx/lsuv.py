@@ -198,6 +198,13 @@ def check_model_input(model: keras.Model, x: Any, argument: str = "x") -> Any:
             f"Invalid value for argument `{argument}`. Received: {argument} with shape "
             f"{x.shape}. Expected a non-empty batch, shape (n, features...)."
         )
+    bad = int(np.size(x) - np.isfinite(x).sum())
+    if bad:
+        # NaN in would become NaN kernels: data-driven initializations need finite data.
+        raise ValueError(
+            f"Invalid value for argument `{argument}`. Received: {argument} with {bad} NaN/Inf "
+            "values. Expected finite inputs."
+        )
     if not model.built:
         model.build((None, *x.shape[1:]))
     mismatch = input_mismatch(model, x)

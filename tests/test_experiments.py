@@ -296,3 +296,15 @@ def test_compare_training_bad_arguments():
         experiments.compare_training("zeros", data="mnist")
     with pytest.raises(ValueError, match="epochs=0. Expected an int >= 1"):
         experiments.compare_training("zeros", epochs=0)
+    with pytest.raises(ValueError, match="learning_rate=0.0. Expected a finite number > 0"):
+        experiments.compare_training("zeros", learning_rate=0.0)
+    with pytest.raises(TypeError, match="model_fn='mlp'. Expected a callable"):
+        experiments.compare_training("zeros", model_fn="mlp")
+    with pytest.raises(TypeError, match="data of type list. Expected 'digits' or a tuple"):
+        experiments.compare_training("zeros", data=[np.ones((10, 3)), np.zeros(10)])
+    with pytest.raises(ValueError, match=r"x of shape \(10, 3\), y of shape \(9,\)"):
+        experiments.compare_training("zeros", data=(np.ones((10, 3)), np.zeros(9)))
+    bad = np.ones((10, 3))
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="and finite x"):
+        experiments.compare_training("zeros", data=(bad, np.zeros(10)))

@@ -181,3 +181,17 @@ def test_int_seed_makes_pretraining_reproducible(digits):
         kernels.append(model.get_weights()[0])
     pd.testing.assert_frame_equal(frames[0], frames[1])
     np.testing.assert_array_equal(kernels[0], kernels[1])
+
+
+def test_nan_input_is_refused_before_any_kernel_changes():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3, activation="tanh"), keras.layers.Dense(2)]
+    )
+    before = [w.copy() for w in model.get_weights()]
+    x = np.ones((8, 4), "float32")
+    x[2, 1] = np.nan
+    with pytest.raises(ValueError, match="`x`. Received: x with 1 NaN/Inf values"):
+        pretrain_layerwise(model, x)
+    for a, b in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
