@@ -1,9 +1,10 @@
 """The LayerStats frame: rows accumulated in memory and appended to CSV (and Parquet) on disk.
 
 CSV is the crash-safe copy: every `write` appends its rows in one write call and flushes, so a
-killed run keeps every measurement written so far. Parquet cannot be appended cheaply, so `layer_stats.parquet` is
-rewritten from the in-memory frame on `flush()` (the callback flushes at each epoch end and at
-the end of training); after a crash it may lag the CSV by up to an epoch.
+killed run keeps every measurement written so far. Parquet cannot be appended cheaply, so
+`layer_stats.parquet` is rewritten from the in-memory frame on `flush()` (the callback flushes
+at each epoch end and at the end of training); after a crash it may lag the CSV by up to an
+epoch.
 """
 
 from __future__ import annotations
