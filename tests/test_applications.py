@@ -1,6 +1,7 @@
 """keras.applications (weights=None, small inputs) with our initializers swapped in and LayerStats
 on: rows for every measured layer in depth order, finite values, files written."""
 
+import gc
 import os
 
 import keras
@@ -21,6 +22,14 @@ MODELS = [
     pytest.param(keras.applications.ResNet50, 64, id="ResNet50-64"),
     pytest.param(keras.applications.EfficientNetB0, 64, id="EfficientNetB0-64"),
 ]
+
+
+@pytest.fixture(autouse=True)
+def _release_the_model():
+    # Each application's graphs hold gigabytes; the rest of the suite runs in the same process.
+    yield
+    keras.backend.clear_session()
+    gc.collect()
 
 
 def _with_our_initializers(layer):
