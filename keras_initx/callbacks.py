@@ -249,12 +249,10 @@ class LayerStats(keras.callbacks.Callback):
             self._initial_pending = False
             # Tracing errors here are configuration errors: let them surface.
             self._measure(initial=True)
-            if self.warn:
-                frame = self.to_dataframe()
-                findings = diagnose(frame[frame["step"] == self._step])
-                if len(findings):
-                    print(format_findings(findings))
-            self._log_views(first=True)
+            latest = self._latest_findings() if self.warn or self.diagnose else None
+            if self.warn and latest is not None and latest[1] == self._step and len(latest[2]):
+                print(format_findings(latest[2]))
+            self._log_views(first=True, latest=latest)
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         # Called every step: keep it to integer arithmetic unless a measurement is due.
@@ -349,18 +347,27 @@ class LayerStats(keras.callbacks.Callback):
         if self._tensorboard is not None:
             self._tensorboard.write(rows, result.histograms)
 
-    def _log_views(self, first: bool) -> None:
-        """With `diagnose`/`warn`: the diagnosis and pictures of the latest measurement."""
+    def _latest_findings(self) -> tuple[pd.DataFrame, int, pd.DataFrame] | None:
+        """`(frame, latest step, diagnose's findings at that step)`; None before any row."""
+        frame = self.to_dataframe()
+        if frame.empty:
+            return None
+        step = int(frame["step"].max())
+        return frame, step, diagnose(frame[frame["step"] == step])
+
+    def _log_views(self, first: bool, latest: tuple | None = None) -> None:
+        """With `diagnose`/`warn`: the diagnosis and pictures of the latest measurement
+        (`latest` as `_latest_findings` gives it, when the caller already has it)."""
         if self._tensorboard is None or not (self.diagnose or self.warn):
+            return
+        latest = latest or self._latest_findings()
+        if latest is None or latest[1] == self._viewed_step:
             return
         from keras_initx import plots  # matplotlib is loaded only when pictures are wanted
 
-        frame = self.to_dataframe()
-        step = int(frame["step"].max()) if len(frame) else None
-        if step is None or step == self._viewed_step:
-            return
+        frame, step, findings = latest
         self._viewed_step = step
-        self._tensorboard.write_diagnosis(diagnose(frame[frame["step"] == step]), step)
+        self._tensorboard.write_diagnosis(findings, step)
         tensors = [t for t in ("activation", "activation_grad") if t in self.tensors]
         if "std" not in self.stats or not tensors:
             return
