@@ -454,7 +454,130 @@ def check_arguments(
     return tensors, stats
 
 
-class Probe:
+class _Measurement:
+    """What the probe and the tap share: the selection, the statistics and the rows.
+
+    Both record the same tensors with `recording()` during their one trace, pick them with
+    `_row_tensors` and reduce them with `keras_initx.stats.reduce_tensors`; they differ only in
+    which forward and backward pass they record (a probe's own pass on a fixed batch, or the
+    training step's).
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        layers: list[LayerInfo],
+        tensors: tuple[str, ...],
+        stats: tuple[str, ...],
+        *,
+        saturation_threshold: float,
+        histogram_bins: int,
+        histograms: bool,
+    ) -> None:
+        self.model = model
+        self.layers = layers
+        self.tensors = tensors
+        self.stats = stats
+        self.saturation_threshold = saturation_threshold
+        self.histogram_bins = histogram_bins
+        self.histograms = histograms
+        self.rows: list[tuple[LayerInfo, str]] | None = None
+        self.trace_count = 0
+
+    def _result(self, values, histograms) -> ProbeResult:
+        return ProbeResult(
+            rows=self.rows,
+            stats=self.stats,
+            values=np.asarray(values).astype(np.float64),
+            histograms=None if histograms is None else np.asarray(histograms).astype(np.float64),
+        )
+
+    def _set_rows(self, rows: list[tuple[LayerInfo, str]]) -> None:
+        if self.rows is None:
+            self.rows = rows
+        elif rows != self.rows:
+            raise ValueError(
+                "Invalid value for argument `x`: the model ran other layers on this input "
+                "shape than on the first one, so the rows differ. Expected one input structure "
+                "per probe: build one probe per input shape."
+            )
+
+    def _rows_of(self, recorded: _Recorded) -> list[tuple[LayerInfo, str]]:
+        """The rows this trace can fill: layers that ran, one set per call, `TENSORS` order."""
+        rows = []
+        for info in self.layers:
+            for call in range(recorded.calls.get(info.layer, 0)):
+                call_info = info
+                if call:
+                    call_info = dataclasses.replace(info, path=f"{info.path}#{call + 1}", call=call)
+                for tensor in self.tensors:
+                    if tensor not in info.tensors:
+                        continue
+                    recorded_as = tensor.removesuffix("_grad")
+                    if recorded_as in ("activation", "preactivation"):
+                        if (info.layer, call, recorded_as) not in recorded.tensors:
+                            continue
+                    elif call:
+                        continue  # weights are shared: their rows belong to the first call
+                    rows.append((call_info, tensor))
+        return rows
+
+    def _weight_variables(self) -> list[keras.Variable]:
+        """The variables whose values or gradients some requested tensor reads."""
+        names = {t.removesuffix("_grad") for t in self.tensors} & {"kernel", "recurrent_kernel"}
+        if "bias_grad" in self.tensors:
+            names.add("bias")
+        found = {}
+        for info in self.layers:
+            for name in names:
+                variable = info.variable(name)
+                if variable is not None:
+                    found[id(variable)] = variable
+        return list(found.values())
+
+    def _reduce(self, rows, tensors):
+        bounds, units = [], []
+        for info, tensor in rows:
+            is_activation = tensor == "activation"
+            bounds.append(ACTIVATION_BOUNDS.get(info.activation) if is_activation else None)
+            units.append(is_activation)
+        return reduce_tensors(
+            tensors,
+            self.stats,
+            bins=self.histogram_bins,
+            bounds=bounds,
+            saturation_threshold=self.saturation_threshold,
+            units=units,
+            with_histograms=self.histograms,
+        )
+
+
+def _row_tensors(
+    rows: list[tuple[LayerInfo, str]],
+    recorded: _Recorded,
+    weights: dict[int, tf.Tensor],
+    weight_grads: dict[int, tf.Tensor],
+) -> tuple[list, list]:
+    """The tensor of each row, and the rows that have one.
+
+    A tensor the loss does not depend on has no gradient, and its row is dropped rather than
+    given a made-up 0: e.g. a softmax output whose cross-entropy Keras computes from the logits
+    (its `preactivation_grad`, with respect to the logits, is the gradient that flows).
+    """
+    tensors = []
+    for info, tensor in rows:
+        source = tensor.removesuffix("_grad")
+        is_grad = tensor != source
+        if source in ("activation", "preactivation"):
+            store = recorded.grads if is_grad else recorded.tensors
+            tensors.append(store.get((info.layer, info.call, source)))
+        else:
+            store = weight_grads if is_grad else weights
+            tensors.append(store.get(id(info.variable(source))))
+    return _kept(rows, tensors)
+
+
+class Probe(_Measurement):
     """A compiled function measuring the selected layers of a model on one batch.
 
     Build it with `build_probe`. The underlying `tf.function` is traced once per input shape
@@ -487,20 +610,19 @@ class Probe:
         histogram_bins: int,
         histograms: bool,
     ) -> None:
-        self.model = model
-        self.layers = layers
-        self.tensors = tensors
-        self.stats = stats
+        super().__init__(
+            model,
+            layers,
+            tensors,
+            stats,
+            saturation_threshold=saturation_threshold,
+            histogram_bins=histogram_bins,
+            histograms=histograms,
+        )
         self.training = training
         self.loss = loss
-        self.saturation_threshold = saturation_threshold
-        self.histogram_bins = histogram_bins
-        self.histograms = histograms
-        self.rows: list[tuple[LayerInfo, str]] | None = None
         self.needs_labels = bool(GRADIENT_TENSORS & set(tensors))
-        self.trace_count = 0
         self._functions: dict[tuple, Any] = {}
-        self._recorded: _Recorded | None = None
 
     def __call__(self, x: Any, y: Any = None, sample_weight: Any = None) -> ProbeResult:
         """Measure the model on batch `x` (with labels `y` when gradients are requested).
@@ -527,12 +649,7 @@ class Probe:
         # every call runs under the same one, so the graph is optimized once.
         with _without_constant_folding():
             values, histograms = self._functions[signature](*args)
-        return ProbeResult(
-            rows=self.rows,
-            stats=self.stats,
-            values=values.numpy().astype(np.float64),
-            histograms=None if histograms is None else histograms.numpy().astype(np.float64),
-        )
+        return self._result(values, histograms)
 
     def _trace(self, args):
         specs = [
@@ -542,12 +659,7 @@ class Probe:
         if self.needs_labels and self.loss is None:
             self._build_compiled_loss(*args)
         function = tf.function(self._measure, autograph=False)
-        self._recorded = _Recorded()
-        try:
-            with recording(self.layers, self._recorded):
-                return function.get_concrete_function(*specs)
-        finally:
-            self._recorded = None
+        return function.get_concrete_function(*specs)
 
     def _build_compiled_loss(self, x, y, sample_weight) -> None:
         """Run the compiled loss once, eagerly, before tracing.
@@ -572,97 +684,33 @@ class Probe:
             guarded.update({id(v): v for v in model.non_trainable_variables})
         saved = [(v, tf.identity(v.value)) for v in guarded.values()]
 
-        recorded = self._recorded
-        if self.needs_labels:
-            with tf.GradientTape() as tape:
-                # Watched inputs put ops without weights (a merge of the inputs) on the tape.
-                tape.watch([t for t in tf.nest.flatten(x) if t.dtype.is_floating])
-                y_pred = model(x, training=self.training)
-                loss = self._loss(x, y, y_pred, sample_weight)
-        else:
-            model(x, training=self.training)
+        recorded = _Recorded()
+        with recording(self.layers, recorded), tf.GradientTape() as tape:
+            # Watched inputs put ops without weights (a merge of the inputs) on the tape.
+            tape.watch([t for t in tf.nest.flatten(x) if t.dtype.is_floating])
+            y_pred = model(x, training=self.training)
+            loss = self._loss(x, y, y_pred, sample_weight) if self.needs_labels else None
         rows = self._rows_of(recorded)
-        tensors = []
-        for info, tensor in rows:
-            if tensor in ("activation", "preactivation"):
-                tensors.append(recorded.tensors[(info.layer, info.call, tensor)])
-            elif tensor in ("kernel", "recurrent_kernel"):
-                tensors.append(info.variable(tensor).value)
-            else:
-                tensors.append(None)  # a gradient, filled in below
+        variables = self._weight_variables()
+        weight_grads = {}
         if self.needs_labels:
-            sources = [
-                self._gradient_source(recorded, info, tensor)
-                for (info, tensor), value in zip(rows, tensors, strict=True)
-                if value is None
-            ]
-            grads = iter(tape.gradient(loss, sources))
-            tensors = [next(grads) if value is None else value for value in tensors]
-            # A tensor the loss does not depend on has no gradient, and gets no row rather than
-            # a made-up 0: e.g. a softmax output whose cross-entropy Keras computes from the
-            # logits (its `preactivation_grad`, w.r.t. the logits, is the gradient that flows).
-            rows, tensors = _kept(rows, tensors)
-        if self.rows is None:
-            self.rows = rows
-        elif rows != self.rows:
-            raise ValueError(
-                "Invalid value for argument `x`: the model ran other layers on this input "
-                "shape than on the first one, so the rows differ. Expected one input structure "
-                "per probe: build one probe per input shape."
-            )
-
+            # Asking for the recorded tensors' gradients too takes the backward pass through
+            # every gradient hook, also where no weight lies upstream.
+            sources = [*variables, *(t for t in recorded.tensors.values() if t.dtype.is_floating)]
+            grads = tape.gradient(loss, sources)
+            weight_grads = {id(v): g for v, g in zip(variables, grads, strict=False)}
+        weights = {id(v): v.value for v in variables}
+        rows, tensors = _row_tensors(rows, recorded, weights, weight_grads)
+        self._set_rows(rows)
         restores = [v.assign(value) for v, value in saved]
         with tf.control_dependencies(restores):
             return self._reduce(rows, tensors)
-
-    def _rows_of(self, recorded: _Recorded) -> list[tuple[LayerInfo, str]]:
-        """The rows this trace can fill: layers that ran, one set per call, `TENSORS` order."""
-        rows = []
-        for info in self.layers:
-            for call in range(recorded.calls.get(info.layer, 0)):
-                call_info = info
-                if call:
-                    call_info = dataclasses.replace(info, path=f"{info.path}#{call + 1}", call=call)
-                for tensor in self.tensors:
-                    if tensor not in info.tensors:
-                        continue
-                    recorded_as = tensor.removesuffix("_grad")
-                    if recorded_as in ("activation", "preactivation"):
-                        if (info.layer, call, recorded_as) not in recorded.tensors:
-                            continue
-                    elif call:
-                        continue  # weights are shared: their rows belong to the first call
-                    rows.append((call_info, tensor))
-        return rows
-
-    @staticmethod
-    def _gradient_source(recorded: _Recorded, info: LayerInfo, tensor: str):
-        source = tensor.removesuffix("_grad")
-        if source in ("activation", "preactivation"):
-            return recorded.tensors[(info.layer, info.call, source)]
-        return info.variable(source)
 
     def _loss(self, x, y, y_pred, sample_weight):
         if self.loss is not None:
             return self.loss(y, y_pred)
         return self.model.compute_loss(
             x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=self.training
-        )
-
-    def _reduce(self, rows, tensors):
-        bounds, units = [], []
-        for info, tensor in rows:
-            is_activation = tensor == "activation"
-            bounds.append(ACTIVATION_BOUNDS.get(info.activation) if is_activation else None)
-            units.append(is_activation)
-        return reduce_tensors(
-            tensors,
-            self.stats,
-            bins=self.histogram_bins,
-            bounds=bounds,
-            saturation_threshold=self.saturation_threshold,
-            units=units,
-            with_histograms=self.histograms,
         )
 
 
@@ -693,16 +741,57 @@ def _kept(rows: list, tensors: list) -> tuple[list, list]:
 
 
 class _Recorded:
-    """What one trace recorded: `tensors[(layer, call, "activation"|"preactivation")]` and the
-    number of `calls` of each layer."""
+    """What one trace recorded: `tensors[(layer, call, "activation"|"preactivation")]`, their
+    gradients `grads[...]` (same keys, filled by the backward pass through `_gradient_hook`),
+    and the number of `calls` of each layer."""
 
     def __init__(self) -> None:
         self.tensors: dict[tuple[keras.layers.Layer, int, str], tf.Tensor] = {}
+        self.grads: dict[tuple[keras.layers.Layer, int, str], tf.Tensor] = {}
         self.calls: dict[keras.layers.Layer, int] = {}
 
 
-def _first_tensor(outputs):
-    return tf.nest.flatten(outputs)[0]
+def _gradient_hook(recorded: _Recorded, key: tuple) -> Callable[[tf.Tensor], tf.Tensor]:
+    """An identity whose backward pass keeps the incoming gradient in `recorded.grads[key]`.
+
+    This is how the activation gradients come out of a backward pass we do not own (Keras'
+    `train_step` asks its tape for the weights' gradients only): the gradient of the loss with
+    respect to the recorded tensor flows through here on its way to the weights. Values and
+    gradients pass unchanged.
+    """
+
+    @tf.custom_gradient
+    def hook(x):
+        def backward(dy):
+            recorded.grads.setdefault(key, dy)
+            return dy
+
+        return tf.identity(x), backward
+
+    return hook
+
+
+# Ops whose output Keras' cross-entropy losses trace back to their logits (see
+# `keras/src/backend/tensorflow/nn.py`, `_get_logits`).
+_LOGIT_OPS = ("Softmax", "Sigmoid")
+
+
+def _record(recorded: _Recorded, key: tuple, tensor):
+    """Keep `tensor` under `key` and return it with the gradient hook on (float tensors)."""
+    recorded.tensors.setdefault(key, tensor)
+    if not (isinstance(tensor, tf.Tensor) and tensor.dtype.is_floating):
+        return tensor
+    # Keras computes a cross-entropy from the logits behind a softmax/sigmoid output, which it
+    # finds on that very tensor: a hooked copy would make the loss use the probabilities and
+    # change training. The loss does not depend on such an output, so it has no gradient.
+    op_type = getattr(getattr(tensor, "op", None), "type", None)
+    if hasattr(tensor, "_keras_logits") or op_type in _LOGIT_OPS:
+        return tensor
+    hooked = _gradient_hook(recorded, key)(tensor)
+    mask = getattr(tensor, "_keras_mask", None)
+    if mask is not None:
+        hooked._keras_mask = mask
+    return hooked
 
 
 def _install(stack: contextlib.ExitStack, layer: keras.layers.Layer, name: str, value) -> None:
@@ -740,8 +829,10 @@ def _recording_call(layer: keras.layers.Layer, recorded: _Recorded) -> Callable:
         recorded.calls[layer] = call_index = recorded.calls.get(layer, 0)
         outputs = original_call(*args, **kwargs)
         recorded.calls[layer] = call_index + 1
-        recorded.tensors[(layer, call_index, "activation")] = _first_tensor(outputs)
-        return outputs
+        flat = tf.nest.flatten(outputs)
+        # The layer's main output, its first one, is recorded and hooked.
+        flat[0] = _record(recorded, (layer, call_index, "activation"), flat[0])
+        return tf.nest.pack_sequence_as(outputs, flat)
 
     return call
 
@@ -751,8 +842,9 @@ def _recording_activation(layer: keras.layers.Layer, recorded: _Recorded) -> Cal
 
     def activation(inputs, *args, **kwargs):
         key = (layer, recorded.calls.get(layer, 0), "preactivation")
-        recorded.tensors.setdefault(key, inputs)
-        return original_activation(inputs, *args, **kwargs)
+        if key in recorded.tensors:  # a second activation call inside one layer call
+            return original_activation(inputs, *args, **kwargs)
+        return original_activation(_record(recorded, key, inputs), *args, **kwargs)
 
     return activation
 
