@@ -499,31 +499,38 @@ class Reductions:
     def frac_saturated(self) -> tf.Tensor:
         """Of the finite values, the fraction beyond `saturation_threshold` of the way to a
         bound, estimated on the sample; NaN for tensors without bounds."""
+        rows = [i for i, bounds in enumerate(self.bounds) if bounds is not None]
+        if not rows:
+            return tf.fill([len(self.tensors)], _NAN)
         low, high = [], []
-        for bounds in self.bounds:
-            if bounds is None:
-                bounds = (_NAN, _NAN)  # compares false: no value counts
-            margin = (1.0 - self.saturation_threshold) * max(abs(bounds[0]), abs(bounds[1]))
-            low.append(bounds[0] + margin)
-            high.append(bounds[1] - margin)
+        for i in rows:
+            bottom, top = self.bounds[i]
+            margin = (1.0 - self.saturation_threshold) * max(abs(bottom), abs(top))
+            low.append(bottom + margin)
+            high.append(top - margin)
+        # Only the rows with bounds are compared (in a probe, the bounded activations only).
+        samples = tf.gather(self.samples, rows)
         low, high = tf.constant(low)[:, None], tf.constant(high)[:, None]
-        saturated = _count((self.samples < low) | (self.samples > high), axis=1)
-        has_bounds = tf.constant([b is not None for b in self.bounds])
-        return tf.where(has_bounds, saturated / self._sample_count, _NAN)
+        saturated = _count((samples < low) | (samples > high), axis=1)
+        return self._spread(saturated / tf.gather(self._sample_count, rows), rows)
 
     def frac_dead_units(self) -> tf.Tensor:
         """Per tensor with units, the fraction of units that are 0 on every value (exact)."""
-        ranges = [r for r in self._unit_range if r is not None]
-        if not ranges:
+        rows = [i for i, r in enumerate(self._unit_range) if r is not None]
+        if not rows:
             return tf.fill([len(self.tensors)], _NAN)
+        ranges = [self._unit_range[i] for i in rows]
         low, high = tf.concat([r[0] for r in ranges], 0), tf.concat([r[1] for r in ranges], 0)
         units = [r[0].shape[0] for r in ranges]
         ids = tf.constant([i for i, u in enumerate(units) for _ in range(u)], tf.int32)
         dead = tf.math.segment_sum(tf.cast((low == 0.0) & (high == 0.0), tf.float32), ids)
-        fractions = tf.concat([dead / tf.constant(units, tf.float32), [_NAN]], 0)
-        rows = list(itertools.accumulate(self.units, initial=0))  # row -> index among units
-        index = [rows[i] if u else len(ranges) for i, u in enumerate(self.units)]
-        return tf.gather(fractions, index)
+        return self._spread(dead / tf.constant(units, tf.float32), rows)
+
+    def _spread(self, values: tf.Tensor, rows: Sequence[int]) -> tf.Tensor:
+        """`[n]`: `values` at `rows`, NaN elsewhere."""
+        where = {row: k for k, row in enumerate(rows)}
+        index = [where.get(i, len(rows)) for i in range(len(self.tensors))]
+        return tf.gather(tf.concat([values, [_NAN]], 0), index)
 
 
 StatFunction = Callable[[Reductions], tf.Tensor]
