@@ -283,6 +283,14 @@ class Reductions:
         stats: Sequence[str] | None = None,
     ) -> None:
         self.tensors = [tf.cast(t, tf.float32) for t in tensors]
+        for i, t in enumerate(self.tensors):
+            if not t.shape.is_fully_defined():
+                # Sizes, sample indices and segment ends are constants of the graph.
+                raise ValueError(
+                    f"Invalid value for argument `tensors`. Received: tensors[{i}] of shape "
+                    f"{t.shape}. Expected tensors of static shapes: trace the function with "
+                    "a fixed batch size."
+                )
         self.bins = bins
         self.bounds = list(bounds) if bounds is not None else [None] * len(self.tensors)
         self.saturation_threshold = saturation_threshold

@@ -315,3 +315,12 @@ def test_empty_tensors_among_others():
     assert out["mean"][0] == 2.0 and out["std"][0] == 1.0 and out["min"][0] == 1.0
     assert out["nan_count"].tolist() == [1, 0] and out["inf_count"].tolist() == [0, 0]
     assert np.isnan(out["mean"][1]) and np.isnan(out["min"][1])
+
+
+def test_dynamic_shape_is_refused_by_name():
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32)])
+    def reduce(x):
+        return reduce_tensors([x], ["mean"])
+
+    with pytest.raises(ValueError, match=r"argument `tensors`.*tensors\[0\] of shape \(None, 3\)"):
+        reduce.get_concrete_function()
