@@ -8,14 +8,18 @@ activations, normal gradients and weights). Cases: every statistic with histogra
 probe), `mean` and `std` only, and the fault path (one NaN in one tensor, so the masked float64
 moments run).
 
-Per call: both versions compiled as `tf.function`s on the same inputs, called in alternation
-(order swapped each round) --calls times; medians in microseconds and the median of the paired
-ratios new / old with its interquartile range (on a shared machine only the paired ratio is
-trustworthy).
+The function's one input is an aligned buffer cut into the tensors inside the graph (slices
+that alias it), as a tap's tensors are inside its graph: 75 separate inputs would add their own
+milliseconds of call overhead.
+Per call: both versions compiled as `tf.function`s on the same input, called in alternation
+(order swapped each round) --calls times (the fault path a tenth of that); medians in
+milliseconds and the median of the paired ratios new / old with its interquartile range (on a
+shared machine only the paired ratio is trustworthy).
 Setup: a fresh `tf.function` of each version, in alternation --traces times: `trace` is
 `get_concrete_function` (Python tracing), `first` the first call (graph optimization and
 kernel creation, plus one run), with Grappler's default options as a training function has.
-`ops` counts the graph's operations, those inside `tf.cond` branches included.
+`ops` counts the graph's operations, those inside `tf.cond` branches included, and the cutting
+of the buffer (about five per tensor in both).
 
 Run: python benchmarks/stats_reduce.py [--rev HEAD] [--calls 200] [--traces 5]
 """
