@@ -5,24 +5,26 @@ training step): no NumPy, no state, no host transfer; tensors have static shapes
 count and the memory passes over big tensors, not the arithmetic, set the cost, and every op also
 costs trace and graph optimization time. So each tensor is read in full only by a few independent
 one-pass reductions (sum, `l2_loss` for the sum of squares, min, max; per unit min and max for
-`frac_dead_units`, from which the tensor's min and max follow) plus one cheap strided sample
-(`strided_sample`); all results are stacked into vectors and every statistic in `STATS` is a
-vectorized function of those, so the graph holds about ten ops per tensor plus a few dozen in total
-(922 ops for the 75 tensors of a 10-layer MLP's probe, from 2165 in a version with per-tensor
-fractions). Constants (axes, shapes, sample indices) are shared, and only what the requested
-statistics read is computed (`mean` and `std` alone cost the sum and the sum of squares).
+`frac_dead_units`, from which the tensor's min and max follow; a saturation count for bounded
+activations) plus one cheap strided sample (`strided_sample`); all results are stacked into vectors
+and every statistic in `STATS` is a vectorized function of those, so the graph holds about ten ops
+per tensor plus a few dozen in total (964 ops for the 75 tensors of a 10-layer MLP's probe, from
+2165 in a version with per-tensor fractions). Constants (axes, shapes, sample indices) are shared,
+and only what the requested statistics read is computed (`mean` and `std` alone cost the sum and
+the sum of squares).
 
 Exact and estimated:
-- exact: `mean`, `std`, `rms`, `min`, `max`, `nan_count`, `inf_count`, `frac_dead_units`;
+- exact: `mean`, `std`, `rms`, `min`, `max`, `nan_count`, `inf_count`, `frac_saturated` (a few
+  more passes over the bounded activations only), `frac_dead_units`;
 - estimated from the sample, exact for tensors of at most `max_histogram_values` (4096) values:
-  `frac_zero`, `frac_saturated`, the histograms (counts scaled to the finite count) and the
-  percentiles `p1`, `p50`, `p99`. The sample takes 4096 values in at least 64 groups of contiguous
-  values along the last axis, from evenly spaced rows, every unit included. A fraction p then has a
-  standard error of sqrt(p (1 - p) / m), m the effective number of independent values: 4096 when
-  values do not depend on their neighbours along the last axis (0.0078 at most), down to the number
-  of groups in the worst case of groups of identical values (0.0625 at most). Percentiles are read
-  off the histogram: their error is below one bin width plus the sampling error of a sample
-  quantile, sqrt(q (1 - q) / m) / density.
+  `frac_zero`, the histograms (counts scaled to the finite count) and the percentiles `p1`, `p50`,
+  `p99`. The sample takes 4096 values in at least 64 groups of contiguous values along the last
+  axis, from evenly spaced rows, every unit included. A fraction p then has a standard error of
+  sqrt(p (1 - p) / m), m the effective number of independent values: 4096 when values do not depend
+  on their neighbours along the last axis (0.0078 at most), down to the number of groups in the
+  worst case of groups of identical values (0.0625 at most). Percentiles are read off the
+  histogram: their error is below one bin width plus the sampling error of a sample quantile,
+  sqrt(q (1 - q) / m) / density.
 
 Faults are data. Statistics are computed on the finite values only, so a single NaN does not
 poison `mean` or `std`; `nan_count` and `inf_count` count the rest exactly, and `min`/`max` are
@@ -266,7 +268,7 @@ class Reductions:
             tanh |a| > 0.99, sigmoid outside [0.01, 0.99] for the default 0.99.
         units: per tensor, whether its last axis holds units (an activation), for
             `frac_dead_units`.
-        max_histogram_values: sample size for the histograms, percentiles and fractions.
+        max_histogram_values: sample size for the histograms, percentiles and `frac_zero`.
         stats: the names of `STATS` that will be asked for (default all), and "histograms"
             if the histograms will be: the moments then skip what none of them reads (the sum
             of squares without `std`/`rms`, min and max without a range).
@@ -504,21 +506,20 @@ class Reductions:
 
     def frac_saturated(self) -> tf.Tensor:
         """Of the finite values, the fraction beyond `saturation_threshold` of the way to a
-        bound, estimated on the sample; NaN for tensors without bounds."""
+        bound (exact: read in full, a few bounded activations in a probe); NaN for tensors
+        without bounds."""
         rows = [i for i, bounds in enumerate(self.bounds) if bounds is not None]
         if not rows:
             return tf.fill([len(self.tensors)], _NAN)
-        low, high = [], []
+        counts = []
         for i in rows:
-            bottom, top = self.bounds[i]
-            margin = (1.0 - self.saturation_threshold) * max(abs(bottom), abs(top))
-            low.append(bottom + margin)
-            high.append(top - margin)
-        # Only the rows with bounds are compared (in a probe, the bounded activations only).
-        samples = tf.gather(self.samples, rows)
-        low, high = tf.constant(low)[:, None], tf.constant(high)[:, None]
-        saturated = _count((samples < low) | (samples > high), axis=1)
-        return self._spread(saturated / tf.gather(self._sample_count, rows), rows)
+            t, (low, high) = self.tensors[i], self.bounds[i]
+            margin = (1.0 - self.saturation_threshold) * max(abs(low), abs(high))
+            if low == -high:  # one comparison instead of two and an `or`
+                counts.append(_count(tf.abs(t) > high - margin))
+            else:
+                counts.append(_count((t < low + margin) | (t > high - margin)))
+        return self._spread(tf.stack(counts) / tf.gather(self.count, rows), rows)
 
     def frac_dead_units(self) -> tf.Tensor:
         """Per tensor with units, the fraction of units that are 0 on every value (exact)."""
@@ -584,7 +585,7 @@ def reduce_tensors(
         with_histograms: also return `[n, bins + 2]` = `[lo, hi, counts...]` per tensor: the
             histogram range (min and max, widened for a constant: `histogram_range`) and the
             counts of `bins` equal bins over it.
-        max_histogram_values: sample size for the histograms, percentiles and fractions
+        max_histogram_values: sample size for the histograms, percentiles and `frac_zero`
             (`strided_sample`).
 
     Returns:
