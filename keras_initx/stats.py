@@ -256,8 +256,8 @@ class Reductions:
 
     Statistics in `STATS` are functions of a `Reductions`. Each tensor is read in full by a
     few one-pass reductions (sum, `l2_loss` for the sum of squares, min, max; per-unit min and
-    max for `frac_dead_units`); everything else works on one strided sample per tensor, shared
-    by the histograms, the percentiles and the fractions `frac_zero` and `frac_saturated`.
+    max for `frac_dead_units`; the saturation count of a bounded activation); the histograms,
+    the percentiles and `frac_zero` work on one strided sample per tensor (`strided_sample`).
 
     Args:
         tensors: float tensors of any static shapes (cast to float32).
