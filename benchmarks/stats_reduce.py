@@ -1,19 +1,33 @@
-"""Time of `stats.reduce_tensors` compiled, this checkout against a git revision's `stats.py`.
+"""Cost of `stats.reduce_tensors`, this checkout against a git revision's `stats.py`.
 
-Tensors as the reference probe's (`callback_overhead.py`): ten 128x500 activations and two
-128x28x28x16 conv activations, every statistic, with and without histograms; plus the fault
-path (one NaN in one tensor, so the masked moments run). Both versions are compiled as
-`tf.function`s on the same inputs and called in alternation (order swapped each round) --calls
-times; the table gives each median in microseconds and the median of the paired ratios
-new / old with its interquartile range. On a shared machine only the paired ratio is
-trustworthy.
+The tensors are those a probe or tap of `callback_overhead.py`'s models reduces: the shapes,
+`bounds` and `units` are recorded from `build_probe(model, histograms=True)` on a batch of 128
+(reference MLP: 75 rows, ten 128x500 activations and their gradients, 500x500 kernels; CNN: 26
+rows, four 128x26x26x16 tensors), filled with synthetic values of the right kind (tanh or ReLU
+activations, normal gradients and weights). Cases: every statistic with histograms (as the
+probe), `mean` and `std` only, and the fault path (one NaN in one tensor, so the masked float64
+moments run).
 
-Run: python benchmarks/stats_reduce.py [--rev HEAD] [--calls 300]
+The function's one input is an aligned buffer cut into the tensors inside the graph (slices
+that alias it), as a tap's tensors are inside its graph: 75 separate inputs would add their own
+milliseconds of call overhead.
+Per call: both versions compiled as `tf.function`s on the same input, called in alternation
+(order swapped each round) --calls times (the fault path a tenth of that); medians in
+milliseconds and the median of the paired ratios new / old with its interquartile range (on a
+shared machine only the paired ratio is trustworthy).
+Setup: a fresh `tf.function` of each version, in alternation --traces times: `trace` is
+`get_concrete_function` (Python tracing), `first` the first call (graph optimization and
+kernel creation, plus one run), with Grappler's default options as a training function has.
+`ops` counts the graph's operations, those inside `tf.cond` branches included, and the cutting
+of the buffer (about five per tensor in both).
+
+Run: python benchmarks/stats_reduce.py [--rev HEAD] [--calls 200] [--traces 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import os
 import subprocess
@@ -22,11 +36,20 @@ import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# This checkout's package (not an installed one) and `callback_overhead` next to this file.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.dirname(_HERE), _HERE]
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from callback_overhead import BATCH, cnn_model, reference_model  # noqa: E402
 
+from keras_initx import capture  # noqa: E402
 from keras_initx import stats as new_stats  # noqa: E402
+
+MODELS = {"reference": (reference_model, (784,)), "cnn": (cnn_model, (28, 28, 1))}
 
 
 def _load_revision(rev: str):
@@ -43,66 +66,155 @@ def _load_revision(rev: str):
     return module
 
 
-def _tensors(faulty: bool) -> list[tf.Tensor]:
+def _probe_arguments(model_name: str) -> tuple[list[tuple], dict]:
+    """The tensor shapes and keyword arguments a probe of the model passes to
+    `reduce_tensors`, recorded while it traces."""
+    build, input_shape = MODELS[model_name]
+    model = build()
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    probe = capture.build_probe(model, histograms=True)
+    recorded = {}
+    reduce = capture.reduce_tensors
+
+    def recording(tensors, stats, **kwargs):
+        recorded.update(shapes=[tuple(t.shape) for t in tensors], kwargs=dict(kwargs))
+        return reduce(tensors, stats, **kwargs)
+
+    capture.reduce_tensors = recording
+    try:
+        probe(np.zeros((BATCH, *input_shape), "float32"), np.zeros(BATCH, "int32"))
+    finally:
+        capture.reduce_tensors = reduce
+    return recorded["shapes"], recorded["kwargs"]
+
+
+# Alignment (in float32 values) at which TensorFlow slices a buffer without copying.
+_ALIGN = 16
+
+
+def _buffer(shapes, kwargs, faulty: bool) -> tf.Tensor:
+    """All tensors' synthetic values in one aligned buffer, cut by `_function` in the graph:
+    one input, as the tensors of a tap are inside its graph (75 separate inputs cost their
+    own milliseconds per call)."""
     rng = np.random.default_rng(0)
-    arrays = [np.tanh(rng.standard_normal((128, 500))) for _ in range(10)]
-    arrays += [np.maximum(rng.standard_normal((128, 28, 28, 16)), 0.0) for _ in range(2)]
+    parts = []
+    for shape, bounds, units in zip(shapes, kwargs["bounds"], kwargs["units"], strict=True):
+        a = rng.standard_normal(shape).ravel()
+        if bounds is not None:
+            a = np.tanh(a)
+        elif units:
+            a = np.maximum(a, 0.0)  # ReLU: half zeros, and the dead-unit path
+        else:
+            a *= 0.05
+        parts += [a, np.zeros(-a.size % _ALIGN)]
     if faulty:
-        arrays[3][0, 0] = np.nan
-    return [tf.constant(a, tf.float32) for a in arrays]
+        parts[2][0] = np.nan  # in the second tensor
+    return tf.constant(np.concatenate(parts), tf.float32)
 
 
-def _compiled(module, histograms: bool):
-    bounds = [(-1.0, 1.0)] * 10 + [None] * 2
-
+def _function(module, shapes, kwargs: dict, stats):
     # No autograph: the baseline module is loaded from a temporary file it cannot read back.
     @tf.function(autograph=False)
-    def reduce(*tensors):
-        return module.reduce_tensors(
-            list(tensors), bounds=bounds, units=[True] * 12, with_histograms=histograms
-        )
+    def reduce(buffer):
+        tensors, start = [], 0
+        for shape in shapes:
+            size = int(np.prod(shape))
+            tensors.append(tf.reshape(buffer[start : start + size], shape))
+            start += size + (-size % _ALIGN)
+        return module.reduce_tensors(tensors, stats, **kwargs)
 
     return reduce
 
 
-def _time(function, tensors) -> float:
+def _run(function, buffer) -> float:
     start = time.perf_counter()
-    values, hist = function(*tensors)
+    values, hist = function(buffer)
     values.numpy()
     if hist is not None:
         hist.numpy()
     return time.perf_counter() - start
 
 
+def _op_count(graph) -> int:
+    """Operations of `graph` and of the functions it calls (`tf.cond` branches)."""
+    count = len(graph.get_operations())
+    for function in graph._functions.values():  # noqa: SLF001 - no public accessor
+        count += len(function.cached_definition.node_def)
+    return count
+
+
+def _alternate(rounds: int, old, new) -> tuple[np.ndarray, np.ndarray]:
+    """The results of `old()` and `new()` called in alternation, order swapped each round."""
+    times = {old: [], new: []}
+    for i in range(rounds):
+        for f in (old, new) if i % 2 else (new, old):
+            times[f].append(f())
+    return np.array(times[old]), np.array(times[new])
+
+
+def _row(label: str, old: np.ndarray, new: np.ndarray, unit: float, fmt: str) -> str:
+    ratios = new / old
+    q25, q75 = np.percentile(ratios, [25, 75])
+    return (
+        f"{label:<44}{np.median(old) * unit:>10{fmt}}{np.median(new) * unit:>10{fmt}}"
+        f"{np.median(ratios):>9.3f}{f'[{q25:.3f}, {q75:.3f}]':>17}"
+    )
+
+
+def _setup(module, shapes, kwargs, stats, buffer) -> tuple[float, float, int]:
+    """(trace seconds, first call seconds, ops) of a fresh compiled `reduce_tensors`."""
+    function = _function(module, shapes, kwargs, stats)
+    start = time.perf_counter()
+    concrete = function.get_concrete_function(tf.TensorSpec.from_tensor(buffer))
+    traced = time.perf_counter()
+    _run(concrete, buffer)
+    return traced - start, time.perf_counter() - traced, _op_count(concrete.graph)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rev", default="HEAD", help="git revision of the baseline stats.py")
-    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--traces", type=int, default=5)
+    parser.add_argument("--models", default="reference,cnn")
     args = parser.parse_args()
     old_stats = _load_revision(args.rev)
-    print(f"stats.py: working tree vs {args.rev}; {args.calls} paired calls; {sys.platform}")
-    print(f"{'case':<22}{'old us':>10}{'new us':>10}{'new/old':>10}{'IQR':>16}")
-    for label, histograms, faulty in [
-        ("all stats", False, False),
-        ("all stats + hist", True, False),
-        ("fault path + hist", True, True),
-    ]:
-        tensors = _tensors(faulty)
-        old, new = _compiled(old_stats, histograms), _compiled(new_stats, histograms)
-        for function in (old, new):
-            for _ in range(5):
-                _time(function, tensors)
-        old_times, new_times = [], []
-        for call in range(args.calls):
-            pair = [(old, old_times), (new, new_times)]
-            for function, times in pair[:: 1 if call % 2 else -1]:
-                times.append(_time(function, tensors))
-        ratios = np.array(new_times) / np.array(old_times)
-        q25, q75 = np.percentile(ratios, [25, 75])
-        print(
-            f"{label:<22}{np.median(old_times) * 1e6:>10.0f}{np.median(new_times) * 1e6:>10.0f}"
-            f"{np.median(ratios):>10.3f}{f'[{q25:.3f}, {q75:.3f}]':>16}"
-        )
+    print(
+        f"# stats.py: working tree (new) vs {args.rev} (old); {args.calls} paired calls, "
+        f"{args.traces} paired traces; {os.cpu_count()} CPUs, tensorflow {tf.__version__}"
+    )
+    print(f"{'case':<44}{'old':>10}{'new':>10}{'new/old':>9}{'IQR':>17}")
+    modules = (old_stats, new_stats)
+    for model_name in args.models.split(","):
+        shapes, kwargs = _probe_arguments(model_name)
+        for case, stats, faulty in [
+            ("all + hist", new_stats.STAT_NAMES, False),
+            ("mean, std", ("mean", "std"), False),
+            ("fault path, all + hist", new_stats.STAT_NAMES, True),
+        ]:
+            case_kwargs = dict(kwargs, with_histograms=stats == new_stats.STAT_NAMES)
+            buffer = _buffer(shapes, kwargs, faulty)
+            functions = [_function(m, shapes, case_kwargs, stats) for m in modules]
+            for f in functions:
+                for _ in range(3):
+                    _run(f, buffer)
+            # The fault path runs for a second or more: a tenth of the calls.
+            calls = max(args.calls // 10, 5) if faulty else args.calls
+            old, new = _alternate(calls, *(functools.partial(_run, f, buffer) for f in functions))
+            label = f"{model_name} ({len(shapes)} rows) {case}"
+            print(_row(f"{label}: call ms", old, new, 1e3, ".2f"))
+            if faulty:
+                continue
+            old, new = _alternate(
+                args.traces,
+                *(
+                    functools.partial(_setup, m, shapes, case_kwargs, stats, buffer)
+                    for m in modules
+                ),
+            )
+            print(_row("  trace s", old[:, 0], new[:, 0], 1.0, ".2f"))
+            print(_row("  first call s", old[:, 1], new[:, 1], 1.0, ".2f"))
+            print(f"  ops{'':<41}{old[0, 2]:>10.0f}{new[0, 2]:>10.0f}{new[0, 2] / old[0, 2]:>9.3f}")
 
 
 if __name__ == "__main__":

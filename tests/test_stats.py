@@ -239,3 +239,88 @@ def test_constant_tensor_histogram_range(compiled):
         for stat in ("p1", "p50", "p99", "min", "max", "mean"):
             assert out[stat][i] == np.float32(c), (c, stat)
         assert out["std"][i] == 0.0, c
+
+
+def _fraction_tolerance(p, m=4096):
+    """Four standard errors of a fraction p estimated on m independent values."""
+    return 4 * np.sqrt(p * (1 - p) / m) + 1e-6
+
+
+def test_frac_zero_estimated_on_the_sample_frac_saturated_exact():
+    """Tensors beyond 4096 values: frac_zero from the 4096-value sample, within four standard
+    errors of the exact fraction (independent values); frac_saturated read in full."""
+    rng = np.random.default_rng(4)
+    relu = np.maximum(rng.standard_normal((512, 300)), 0.0).astype(np.float32)
+    tanh = np.tanh(3.0 * rng.standard_normal((64, 20, 20, 16))).astype(np.float32)
+    kernel = np.where(rng.random((784, 500)) < 0.1, 0.0, rng.standard_normal((784, 500)))
+    arrays = [relu, tanh, kernel.astype(np.float32)]
+    out, _ = _reduce(
+        arrays, bounds=[None, (-1.0, 1.0), None], stats=["frac_zero", "frac_saturated"]
+    )
+    for i, a in enumerate(arrays):
+        p = np.mean(a == 0.0)
+        assert abs(out["frac_zero"][i] - p) <= _fraction_tolerance(p), i
+    p = np.mean(np.abs(tanh) > np.float32(0.99))
+    assert 0.2 < p < 0.5 and out["frac_saturated"][1] == pytest.approx(p, rel=1e-6)
+    assert np.isnan(out["frac_saturated"][0]) and np.isnan(out["frac_saturated"][2])
+
+
+def test_dead_units_exact_on_large_tensors():
+    """All values are read: a unit with one nonzero (or NaN) among 60,000 values is not dead,
+    whichever the sample picks."""
+    dense = np.maximum(np.random.default_rng(5).standard_normal((1000, 64)), 0.0)
+    dense[:, [3, 10, 20, 30]] = 0.0
+    dense[700, 20] = np.nan  # broken, not dead
+    dense[411, 30] = 1e-30  # alive
+    conv = np.ones((8, 20, 20, 16))
+    conv[..., 5] = 0.0
+    conv[7, 19, 19, 9] = 0.0  # one zero does not kill a unit
+    arrays = [a.astype(np.float32) for a in (dense, conv)]
+    for compiled in (True, False):
+        out, _ = _reduce(arrays, compiled=compiled, units=[True, True], stats=["frac_dead_units"])
+        np.testing.assert_allclose(out["frac_dead_units"], [2 / 64, 1 / 16], rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(128, 500), (1000, 7), (64, 4099), (30, 30, 30, 16), (9000,)])
+def test_strided_sample_is_spread_groups(shape):
+    """Exactly 4096 distinct values, every unit among them where 4096 values can hold them,
+    spread over the whole tensor (each tenth of it sampled)."""
+    n = int(np.prod(shape))
+    x = tf.reshape(tf.range(n, dtype=tf.float32), shape)
+    sample = strided_sample(x, 4096).numpy()
+    assert sample.shape == (4096,) and len(np.unique(sample)) == 4096
+    last = shape[-1] if len(shape) > 1 else 1
+    if last <= 4096:
+        assert len(np.unique(sample % last)) == last
+    assert len(np.unique((sample * 10 // n).astype(int))) == 10
+
+
+@pytest.mark.parametrize("faulty", [False, True], ids=["finite", "NaN"])
+def test_each_statistic_alone_matches_all(normal, faulty):
+    """Asking for one statistic computes only what it reads, with the same value."""
+    arrays = [normal.copy(), np.tanh(normal[:8]), np.array([[0.0, 2.0], [0.0, -1.0]], np.float32)]
+    if faulty:
+        arrays[0][3, 5] = np.nan
+    kwargs = dict(bounds=[None, (-1.0, 1.0), None], units=[True, True, True])
+    everything, _ = _reduce(arrays, compiled=False, **kwargs)
+    for name in STAT_NAMES:
+        alone, _ = _reduce(arrays, compiled=False, stats=[name], **kwargs)
+        np.testing.assert_array_equal(alone[name], everything[name], err_msg=name)
+
+
+def test_empty_tensors_among_others():
+    """A tensor without values (last, so no segment index reaches it) in the NaN branch."""
+    arrays = [np.array([np.nan, 1.0, 3.0], np.float32), np.zeros((0, 3), np.float32)]
+    out, _ = _reduce(arrays, stats=["mean", "std", "min", "nan_count", "inf_count"])
+    assert out["mean"][0] == 2.0 and out["std"][0] == 1.0 and out["min"][0] == 1.0
+    assert out["nan_count"].tolist() == [1, 0] and out["inf_count"].tolist() == [0, 0]
+    assert np.isnan(out["mean"][1]) and np.isnan(out["min"][1])
+
+
+def test_dynamic_shape_is_refused_by_name():
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32)])
+    def reduce(x):
+        return reduce_tensors([x], ["mean"])
+
+    with pytest.raises(ValueError, match=r"argument `tensors`.*tensors\[0\] of shape \(None, 3\)"):
+        reduce.get_concrete_function()
