@@ -15,14 +15,18 @@ Each layer run holds scalars `<tensor>/<stat>` (`activation/std`, `activation_gr
 Detail (`TensorBoardSink(detail=...)`): the DataFrame/CSV/Parquet always keep every column;
 TensorBoard gets
 
-- `"summary"` (default): what the charts are read for, about 0.1 KB per (layer, tensor) and
-  measurement (ResNet50, 64x64: under 200 KB per measurement, `benchmarks/tensorboard_size.py`):
-  scalars `mean` and `std` of every tensor, `nonfinite`, and the statistics of the Custom
-  Scalars layout (`LAYOUT_CHARTS`: `activation/frac_saturated`, `activation/frac_dead_units`,
-  `kernel_grad/rms`); histograms of `activation` and `activation_grad` only, merged into at most
-  `SUMMARY_BUCKETS` buckets (adjacent bins summed: exact counts, coarser edges);
-- `"full"`: every statistic of every tensor and every tensor's histogram at the probe's bins
-  (about 1.5 KB per (layer, tensor) and measurement).
+- `"summary"` (default): what the charts are read for. Scalars: `std` of every tensor, `mean` of
+  `activation` and `preactivation`, `nonfinite`, and the statistics the Custom Scalars layout
+  charts (`LAYOUT_CHARTS`: `activation/frac_saturated`, `activation/frac_dead_units`,
+  `kernel_grad/rms`); histograms of `activation` and `activation_grad` only, in at most
+  `SUMMARY_BUCKETS` buckets (runs of adjacent bins summed: exact counts, coarser edges). About
+  0.2 KB per (layer, tensor) row and measurement: 116 KB on ResNet50 (605 rows), against 1090 KB
+  when everything was logged (`benchmarks/tensorboard_size.py`);
+- `"full"`: every statistic of every tensor and every tensor's histogram at the probe's bins,
+  about 1 KB per row and measurement (636 KB on ResNet50).
+
+Histograms are float32 `[buckets, 3]` tensors (left edge, right edge, count), which TensorBoard's
+histogram and distribution plugins read as they read `tf.summary.histogram`'s float64 ones.
 
 In both, TensorBoard leaves out scalars that carry no information:
 
@@ -87,9 +91,11 @@ LAYOUT_CHARTS: tuple[tuple[str, str], ...] = (
     ("frac_dead_units", r"^activation/frac_dead_units$"),
     ("kernel_grad rms", r"^kernel_grad/rms$"),
 )
-# detail="summary": the scalars whose tags match these or a LAYOUT_CHARTS regex, and histograms
+# detail="summary": the scalars whose tags match these (the layout's charts included), histograms
 # of these tensors in at most SUMMARY_BUCKETS buckets (`tf.summary.histogram`'s default is 30).
-_SUMMARY_TAGS = (r"/std$", r"/nonfinite$", r"^(pre)?activation/mean$")
+_SUMMARY_TAGS = (r"/std$", r"/nonfinite$", r"^(pre)?activation/mean$") + tuple(
+    regex for _, regex in LAYOUT_CHARTS
+)
 _SUMMARY_HISTOGRAMS = ("activation", "activation_grad")
 SUMMARY_BUCKETS = 16
 _UNSAFE = re.compile(r"[^\w.-]")  # kept out of run (directory) names
@@ -205,8 +211,9 @@ class TensorBoardSink:
     Args:
         log_dir: the TensorBoard log directory; events go to `log_dir/layer_stats[/<layer>]`.
         stats: the statistic columns of the rows to log as scalars, in order.
-        detail: `"summary"` (default: `mean`, `std`, `nonfinite` and the Custom Scalars
-            layout's statistics; histograms of `activation` and `activation_grad` in at most
+        detail: `"summary"` (default: `std` of every tensor, `mean` of `activation` and
+            `preactivation`, `nonfinite` and the Custom Scalars layout's statistics;
+            histograms of `activation` and `activation_grad` in at most
             `SUMMARY_BUCKETS` buckets) or `"full"` (every statistic in `stats`, every tensor's
             histogram at full resolution). See the module docstring for the sizes.
 
@@ -234,7 +241,6 @@ class TensorBoardSink:
         self._run_of: dict[str, str] = {}  # layer path -> run name
         self._described: set[tuple[str, str]] = set()  # (run, tag) with metadata in this file
         self._nonzero: set[tuple[str, str, str]] = set()  # (layer, tensor, stat) logged from now
-        self._summary_tags = _SUMMARY_TAGS + tuple(regex for _, regex in LAYOUT_CHARTS)
         self._logged_of: dict[str, list[tuple[int, str, str]]] = {}  # tensor -> its scalars
         self._layout_written = False
 
@@ -270,7 +276,7 @@ class TensorBoardSink:
                 (j, stat, f"{tensor}/{stat}")
                 for j, stat in enumerate(self._scalars)
                 if self.detail == "full"
-                or any(re.search(regex, f"{tensor}/{stat}") for regex in self._summary_tags)
+                or any(re.search(regex, f"{tensor}/{stat}") for regex in _SUMMARY_TAGS)
             ]
             self._logged_of[tensor] = logged
         return logged
