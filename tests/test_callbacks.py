@@ -102,7 +102,9 @@ def test_files_csv_parquet_and_tensorboard(fitted):
     expected = df.query("layer == 'mlp/d1' and tensor == 'activation_grad'").set_index("step")
     np.testing.assert_allclose(std.sort_index().astype(float), expected["std"], rtol=1e-6)
     out = SummaryReader(str(log_dir / "layer_stats" / "01_out"), pivot=False).tensors
-    assert np.asarray(out[out["tag"] == "kernel/values"]["value"].iloc[0]).shape == (64, 3)
+    # TensorBoard's default detail, "summary": activation histograms in 16 buckets, none of kernels.
+    assert np.asarray(out[out["tag"] == "activation/values"]["value"].iloc[0]).shape == (16, 3)
+    assert not out["tag"].eq("kernel/values").any()
 
 
 def test_second_fit_keeps_counting(data):

@@ -54,7 +54,7 @@ def test_frame_sink_rejects_missing_columns():
 
 
 def test_tensorboard_sink_scalars_and_histograms(tmp_path):
-    sink = TensorBoardSink(tmp_path, STAT_NAMES)
+    sink = TensorBoardSink(tmp_path, STAT_NAMES, detail="full")  # every statistic and histogram
     bins = 4
     histograms = np.array([[-1.0, 1.0, 1, 2, 3, 4], [0.0, 2.0, 4, 0, 0, 6]], dtype=float)
     sink.write(_rows(0), histograms)

@@ -1,4 +1,5 @@
-"""The TensorBoard view: runs per layer, tags, Custom Scalars layout, text, images, hparams.
+"""The TensorBoard view: runs per layer, tags (summary and full detail), Custom Scalars layout,
+histograms, bytes per measurement, text, images, hparams.
 
 Everything is read back from the event files with tbparse or TensorBoard's EventAccumulator.
 """
@@ -19,9 +20,18 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from keras_initx import plots
 from keras_initx.callbacks import LayerStats
+from keras_initx.capture import build_probe
 from keras_initx.cli import _log_demo
 from keras_initx.experiments import compare_training
-from keras_initx.sinks.tensorboard import LAYOUT_CHARTS, TensorBoardSink, findings_markdown
+from keras_initx.sinks import result_rows
+from keras_initx.sinks.tensorboard import (
+    DETAILS,
+    LAYOUT_CHARTS,
+    SUMMARY_BUCKETS,
+    TensorBoardSink,
+    _buckets,
+    findings_markdown,
+)
 from keras_initx.stats import STAT_NAMES
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -74,22 +84,172 @@ def test_one_run_per_layer_in_depth_order_beside_keras_runs(fitted):
     assert runs == RUNS
 
 
-def test_tags_are_tensor_slash_stat_without_dead_scalars(fitted):
-    cb, log_dir, _ = fitted
-    tensors = SummaryReader(str(log_dir / "layer_stats"), pivot=False, extra_columns={"dir_name"})
-    tags = tensors.tensors.groupby("dir_name")["tag"].agg(set)
-    h1, h2 = tags["00_h1"], tags["02_h2"]
-    assert {"activation/std", "activation/mean", "activation_grad/std", "kernel_grad/rms"} <= h1
-    assert "activation/values" in h1  # the histogram
-    assert all(re.fullmatch(r"[a-z_]+/[a-z0-9_]+", t) for t in h1 | h2)
-    # Counts of NaN/Inf: zero throughout, so neither they nor `nonfinite` are logged.
-    assert not {t for t in h1 | h2 if re.search(r"nan_count|inf_count|nonfinite", t)}
-    # frac_zero: always 0 for tanh (not logged), about half for ReLU (logged from step 0).
-    assert "activation/frac_zero" not in h1 and "activation/frac_zero" in h2
-    df = cb.to_dataframe()
-    assert (df.query("layer == 'mlp/h1' and tensor == 'activation'")["frac_zero"] == 0).all()
-    # Structural NaN: saturation applies to the tanh layer only.
-    assert "activation/frac_saturated" in h1 and "activation/frac_saturated" not in h2
+def _tags(log_dir) -> pd.Series:
+    """Run name -> set of the tags in it, for the layer runs under `log_dir/layer_stats`."""
+    reader = SummaryReader(str(log_dir / "layer_stats"), pivot=False, extra_columns={"dir_name"})
+    tensors = reader.tensors
+    return tensors[tensors["dir_name"] != ""].groupby("dir_name")["tag"].agg(set)
+
+
+def _file_bytes(path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+@pytest.fixture(scope="module")
+def details(tmp_path_factory):
+    """Three measurements of the MLP (one SGD step apart, as steps 0, 1, 2) written by a sink of
+    each detail: `({detail: (log_dir, [bytes under layer_stats after each write])}, rows,
+    histograms of step 0)`."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 8)).astype(np.float32), rng.integers(0, 3, size=32)
+    model = _model()
+    probe = build_probe(model, histograms=True)
+    measured = []
+    for step in range(3):
+        measured.append((step, probe(x, y)))
+        model.train_on_batch(x, y)
+    written = {}
+    for detail in DETAILS:
+        log_dir = tmp_path_factory.mktemp(detail)
+        sink = TensorBoardSink(log_dir, probe.stats, detail=detail)
+        sizes = []
+        for step, result in measured:
+            sink.write(result_rows(result, step), result.histograms)
+            sizes.append(_file_bytes(log_dir / "layer_stats"))
+        sink.close()
+        written[detail] = (log_dir, sizes)
+    rows = pd.concat([result_rows(r, step) for step, r in measured], ignore_index=True)
+    return written, rows, measured[0][1].histograms
+
+
+# detail="summary": exactly these tags per layer run of the MLP.
+SUMMARY_TAGS = {
+    "00_h1": {  # Dense tanh: saturation applies
+        "activation/mean", "activation/std", "activation/frac_saturated",
+        "activation/frac_dead_units", "activation/values", "preactivation/mean",
+        "preactivation/std", "activation_grad/std", "activation_grad/values",
+        "preactivation_grad/std", "kernel/std", "kernel_grad/std", "kernel_grad/rms",
+        "bias_grad/std",
+    },
+    "01_bn": {
+        "activation/mean", "activation/std", "activation/frac_dead_units", "activation/values",
+        "activation_grad/std", "activation_grad/values",
+    },
+    "02_h2": {  # Dense ReLU: no saturation
+        "activation/mean", "activation/std", "activation/frac_dead_units", "activation/values",
+        "preactivation/mean", "preactivation/std", "activation_grad/std",
+        "activation_grad/values", "preactivation_grad/std", "kernel/std", "kernel_grad/std",
+        "kernel_grad/rms", "bias_grad/std",
+    },
+    "03_out": {  # linear: no preactivation
+        "activation/mean", "activation/std", "activation/frac_dead_units", "activation/values",
+        "activation_grad/std", "activation_grad/values", "kernel/std", "kernel_grad/std",
+        "kernel_grad/rms", "bias_grad/std",
+    },
+}  # fmt: skip
+
+
+def test_summary_detail_logs_the_key_tags(details, fitted):
+    written, _, _ = details
+    assert _tags(written["summary"][0]).to_dict() == SUMMARY_TAGS
+    # LayerStats' default is the summary.
+    assert _tags(fitted[1]).to_dict() == SUMMARY_TAGS
+
+
+def test_full_detail_logs_every_statistic_without_dead_scalars(details):
+    written, rows, _ = details
+    tags = _tags(written["full"][0])
+    assert list(tags.index) == RUNS
+    for run, layer in zip(RUNS, ["mlp/h1", "mlp/bn", "mlp/h2", "mlp/out"], strict=True):
+        tensors = rows.loc[rows["layer"] == layer, "tensor"].unique()
+        expected = {f"{t}/values" for t in tensors}
+        for tensor in tensors:
+            part = rows[(rows["layer"] == layer) & (rows["tensor"] == tensor)]
+            for stat in STAT_NAMES:
+                if stat in ("nan_count", "inf_count"):
+                    continue  # summed as `nonfinite`, logged from its first non-zero value
+                if part[stat].isna().all():
+                    continue  # structural NaN: the statistic does not apply
+                if stat == "frac_zero" and (part[stat] == 0).all():
+                    continue  # logged from its first non-zero value on
+                expected.add(f"{tensor}/{stat}")
+        assert tags[run] == expected, run
+    # The MLP is healthy: no NaN/Inf, so `nonfinite` nowhere; a ReLU has exact zeros, tanh not.
+    assert not any("nonfinite" in t for t in set().union(*tags))
+    assert "activation/frac_zero" in tags["02_h2"] and "activation/frac_zero" not in tags["00_h1"]
+    assert "activation/frac_saturated" in tags["00_h1"]
+    assert "activation/frac_saturated" not in tags["02_h2"]
+    assert all(re.fullmatch(r"[a-z_]+/[a-z0-9_]+", t) for t in set().union(*tags))
+
+
+def test_values_equal_the_rows_in_both_details(details):
+    written, rows, _ = details
+    checks = {
+        "summary": (("activation", "std"), ("activation", "mean"), ("kernel_grad", "rms")),
+        "full": (("activation", "p99"), ("activation_grad", "max"), ("bias_grad", "p1")),
+    }
+    for detail, pairs in checks.items():
+        reader = SummaryReader(str(written[detail][0] / "layer_stats"), pivot=False,
+                               extra_columns={"dir_name"})  # fmt: skip
+        logged = reader.tensors
+        for run, layer in (("00_h1", "mlp/h1"), ("03_out", "mlp/out")):
+            for tensor, stat in pairs:
+                part = rows[(rows["layer"] == layer) & (rows["tensor"] == tensor)]
+                expected = part.set_index("step")[stat]
+                got = logged[(logged["dir_name"] == run) & (logged["tag"] == f"{tensor}/{stat}")]
+                got = got.set_index("step")["value"].sort_index().astype(float)
+                np.testing.assert_allclose(got, expected, rtol=1e-6)
+                assert got.index.tolist() == [0, 1, 2]
+
+
+def test_histograms_summary_merges_bins_exactly(details):
+    written, rows, histograms = details
+    first = rows[rows["step"] == 0].reset_index(drop=True)
+    for detail, buckets in (("summary", SUMMARY_BUCKETS), ("full", histograms.shape[1] - 2)):
+        events = _accumulator(written[detail][0] / "layer_stats" / "00_h1")
+        for tensor in ("activation", "activation_grad"):
+            (i,) = first.index[(first["layer"] == "mlp/h1") & (first["tensor"] == tensor)]
+            proto = events.Tensors(f"{tensor}/values")[0].tensor_proto
+            got = tf.make_ndarray(proto)
+            assert got.shape == (buckets, 3) and got.dtype == np.float32
+            lo, hi, counts = histograms[i, 0], histograms[i, 1], histograms[i, 2:]
+            np.testing.assert_allclose(got[[0, -1], [0, 1]], [lo, hi], rtol=1e-6)
+            np.testing.assert_array_equal(got[:-1, 1], got[1:, 0])  # contiguous buckets
+            merge = len(counts) // buckets
+            np.testing.assert_array_equal(got[:, 2], counts.reshape(buckets, merge).sum(1))
+        # Histograms of the other tensors only in full detail.
+        assert ("kernel/values" in events.Tags()["tensors"]) == (detail == "full")
+
+
+def test_buckets_merge_uneven_bins():
+    # 10 bins over [-1, 4] into at most 4 buckets: runs of 3 bins, the last one shorter.
+    histograms = np.array([[-1.0, 4.0, *range(10)]])
+    (got,) = _buckets(histograms, max_buckets=4)
+    np.testing.assert_allclose(got[:, 0], [-1.0, 0.5, 2.0, 3.5])
+    np.testing.assert_allclose(got[:, 1], [0.5, 2.0, 3.5, 4.0])
+    np.testing.assert_array_equal(got[:, 2], [0 + 1 + 2, 3 + 4 + 5, 6 + 7 + 8, 9])
+    # A range at the float32 limits stays finite.
+    (edge,) = _buckets(np.array([[-3.4e38, 3.4028235e38, 1.0, 2.0]]))
+    assert np.isfinite(edge).all()
+
+
+def test_bytes_per_measurement(details):
+    """ResNet50's 605 rows take at most 200 KB per measurement in the summary (README,
+    `benchmarks/tensorboard_size.py`): here the same bound per row, on a later measurement (the
+    first also writes the file headers and each tag's metadata)."""
+    written, rows, _ = details
+    per_row = 200 * 1024 / 605
+    n = (rows["step"] == 0).sum()
+    growth = {d: np.diff(sizes)[-1] for d, (_, sizes) in written.items()}
+    assert growth["summary"] <= per_row * n
+    assert growth["full"] >= 3 * growth["summary"]  # everything else is still there on request
+
+
+def test_detail_is_checked():
+    with pytest.raises(ValueError, match=r"argument `detail`. Received: detail='all'.*'full'"):
+        TensorBoardSink("unused", ("std",), detail="all")
+    with pytest.raises(ValueError, match=r"detail=None"):
+        TensorBoardSink("unused", ("std",), detail=None)
 
 
 def test_values_equal_the_dataframe(fitted):
@@ -100,7 +260,7 @@ def test_values_equal_the_dataframe(fitted):
     logged = reader.tensors
     for run, layer in zip(RUNS, ["mlp/h1", "mlp/bn", "mlp/h2", "mlp/out"], strict=True):
         for tensor, stat in (("activation", "std"), ("activation_grad", "std"),
-                             ("activation", "p99"), ("kernel_grad", "rms")):  # fmt: skip
+                             ("activation", "mean"), ("kernel_grad", "rms")):  # fmt: skip
             part = df[(df["layer"] == layer) & (df["tensor"] == tensor)]
             expected = part.set_index("step")[stat]
             if expected.empty:
