@@ -1,11 +1,11 @@
-"""A fit with LayerStats killed by SIGKILL keeps every measurement but the one in flight, whole.
+"""Nothing lost: a killed fit, two LayerStats on one log_dir, a resumed run, a second model.
 
-Each case runs a fit in a subprocess (LayerStats measuring every step, log_dir on), kills it at a
-moment chosen while it runs, then reads `layer_stats.csv` back. The rule: the steps on file are a
-prefix of the schedule (0, 1, 2, ...), each with all its rows, and at most one measurement the
-training thread had finished is missing. The training thread's progress is known from a marker
-callback placed after LayerStats: when it records step k, LayerStats has measured step k, so the
-writes of steps before k are done (one write in flight at most).
+Kills: each case runs a fit in a subprocess (LayerStats measuring every step, log_dir on), kills
+it at a moment chosen while it runs, then reads `layer_stats.csv` back. The rule: the steps on
+file are a prefix of the schedule (0, 1, 2, ...), each with all its rows, and at most one
+measurement the training thread had finished is missing. The training thread's progress is known
+from a marker callback placed after LayerStats: when it records step k, LayerStats has measured
+step k, so the writes of steps before k are done (one write in flight at most).
 """
 
 import os
@@ -17,9 +17,12 @@ import textwrap
 import time
 from pathlib import Path
 
+import keras
+import numpy as np
 import pandas as pd
 import pytest
 
+from keras_initx import LayerStats
 from keras_initx.sinks import COLUMNS, FrameSink, read_layer_stats
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,3 +132,71 @@ def test_sigkill_keeps_every_measurement_but_the_one_in_flight(tmp_path, after, 
     assert list(after_resume.columns) == list(COLUMNS)
     assert len(after_resume) == len(before) + len(rows)
     assert sorted(after_resume["step"].unique()) == list(range(before["step"].max() + 2))
+
+
+def _model(name: str) -> keras.Model:
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8, activation="tanh", name="a"),
+         keras.layers.Dense(2, name="b")],
+        name=name,
+    )  # fmt: skip
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    return model
+
+
+@pytest.fixture(scope="module")
+def data():
+    x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
+    return x, (x[:, 0] > 0).astype("int64")
+
+
+def _stats(data, log_dir, **kwargs) -> LayerStats:
+    x, y = data
+    return LayerStats(probe=(x[:8], y[:8]), log_dir=log_dir, every_n_steps=2, **kwargs)
+
+
+def test_two_layer_stats_on_one_log_dir_refused_before_training(tmp_path, data):
+    model = _model("m")
+    first, second = _stats(data, tmp_path), _stats(data, tmp_path)
+    with pytest.raises(ValueError, match=rf"log_dir='{tmp_path}'.*another LayerStats"):
+        model.fit(*data, batch_size=8, epochs=1, verbose=0, callbacks=[first, second])
+    assert int(model.optimizer.iterations.numpy()) == 0  # refused before any update
+    model.fit(*data, batch_size=8, epochs=1, verbose=0, callbacks=[first])
+    assert read_layer_stats(tmp_path)["step"].unique().tolist() == [0, 2, 4]
+    assert second.to_dataframe().empty
+
+
+def test_new_layer_stats_on_a_used_log_dir_appends(tmp_path, data, recwarn):
+    """Resuming: a second LayerStats continues the files; nothing of the first run is lost."""
+    model = _model("m")
+    first = _stats(data, tmp_path, tensorboard=False)
+    model.fit(*data, batch_size=8, epochs=1, verbose=0, callbacks=[first])
+    second = _stats(data, tmp_path, tensorboard=False)
+    model.fit(*data, batch_size=8, initial_epoch=1, epochs=2, verbose=0, callbacks=[second])
+    csv = tmp_path / "layer_stats.csv"
+    assert csv.read_text().count("step,epoch,") == 1  # the header once
+    # The second measures the step it starts at again (4): the files keep both runs' rows.
+    assert first.to_dataframe()["step"].unique().tolist() == [0, 2, 4]
+    assert second.to_dataframe()["step"].unique().tolist() == [4, 6, 8]
+    both = pd.concat([first.to_dataframe(), second.to_dataframe()], ignore_index=True)
+    for disk in (read_layer_stats(tmp_path), pd.read_parquet(tmp_path / "layer_stats.parquet")):
+        pd.testing.assert_frame_equal(disk, both, check_dtype=False)
+    assert not [w for w in recwarn if "appear twice" in str(w.message)]  # no step went back
+
+
+def test_one_layer_stats_on_a_second_model_measures_it_from_its_own_step_0(tmp_path, data):
+    """Reuse is supported: a new model gets a new probe and its own count from step 0."""
+    stats = _stats(data, tmp_path, tensorboard=False)
+    first = _model("first")
+    first.fit(*data, batch_size=8, epochs=2, verbose=0, callbacks=[stats])
+    second = _model("second")
+    initial = keras.ops.convert_to_numpy(second.get_layer("a").kernel).std()
+    with pytest.warns(UserWarning, match=r"steps up to 8 .* start at step 0, .* appear twice"):
+        second.fit(*data, batch_size=8, epochs=1, verbose=0, callbacks=[stats])
+    frame = stats.to_dataframe()
+    model_of = frame["layer"].str.split("/").str[0]
+    assert frame[model_of == "first"]["step"].unique().tolist() == [0, 2, 4, 6, 8]
+    assert frame[model_of == "second"]["step"].unique().tolist() == [0, 2, 4]
+    kernel = frame.query("layer == 'second/a' and tensor == 'kernel' and step == 0")["std"]
+    np.testing.assert_allclose(kernel.item(), initial, rtol=1e-5)  # the second model, untrained
+    pd.testing.assert_frame_equal(read_layer_stats(tmp_path), frame, check_dtype=False)

@@ -19,8 +19,10 @@ lock.)
 Resuming. A `FrameSink` on a directory that already has `layer_stats.csv` (with the same columns)
 appends to it: the header stays once, the earlier rows stay, `layer_stats.parquet` is rebuilt
 from the earlier rows plus the new ones, and `to_dataframe()` holds only this sink's rows. New
-rows whose steps do not come after the file's last step (a fit restarted from step 0, or resumed
-from an earlier checkpoint) warn: those steps then appear twice, earlier run first.
+rows whose first step comes before the file's last step (a fit restarted from step 0, or resumed
+from an earlier checkpoint) warn: those steps then appear twice, earlier run first. (The step the
+file ends on may come again without a warning: a resumed `LayerStats` measures the step it starts
+at.)
 """
 
 from __future__ import annotations
@@ -280,12 +282,14 @@ class FrameSink:
         csv, marks, _ = self._files
         if self._last_step_on_file is not None and len(rows):
             first = int(rows["step"].min())
-            if first <= self._last_step_on_file:
+            # The step the file ends on may come again (a resumed LayerStats measures the step
+            # it starts at); an earlier one means the new run went back in time.
+            if first < self._last_step_on_file:
                 warnings.warn(
                     f"LayerStats: {self.csv_path} already holds steps up to "
-                    f"{self._last_step_on_file} from an earlier run; the new rows start at step "
-                    f"{first}, so those steps appear twice in the files (earlier run first). "
-                    "Use a new log_dir for a new run.",
+                    f"{self._last_step_on_file} from an earlier run or model; the new rows start "
+                    f"at step {first}, so those steps appear twice in the files (earlier rows "
+                    "first). Use a new log_dir for a new run.",
                     stacklevel=2,
                 )
             self._last_step_on_file = None  # once per opening
