@@ -172,7 +172,9 @@ def test_sparse_by_name_keeps_a_deep_tanh_signal():
     torch/Lasagne stddev=0.01 shrinks it by sqrt(k) * 0.01 (k = 6 non-zeros) per layer."""
     x = np.random.default_rng(SEED).normal(size=(512, 64)).astype("float32")
     stds = {}
-    for label, init in (("default", "sparse"), ("0.01", Sparse(stddev=0.01))):
+    # A new instance per layer, as a name gives (one instance with an int seed repeats itself).
+    torch_like = {"class_name": "sparse", "config": {"stddev": 0.01}}
+    for label, init in (("default", "sparse"), ("0.01", torch_like)):
         keras.utils.set_random_seed(SEED)
         h = x
         for _ in range(8):
@@ -188,8 +190,9 @@ def test_sparse_by_name_keeps_a_deep_tanh_signal():
         q = float(weights @ np.tanh(math.sqrt(q) * z) ** 2 / weights.sum())
     np.testing.assert_allclose(stds["default"], math.sqrt(q), rtol=0.2)
     # Per layer x(sqrt(6) * 0.01) once tanh is linear: 8 layers -> 0.0245^8 ~ 1.3e-13 (input
-    # std 1); the unit energies' spread (chi-square, 6 terms) gives a few tens of % over 8.
-    np.testing.assert_allclose(stds["0.01"], (math.sqrt(6) * 0.01) ** 8, rtol=0.5)
+    # std 1). Spread of log(std / that) over draws (simulated, 200 seeds): 0.15, so a factor 2
+    # either way is over 4 standard deviations.
+    assert 0.5 < stds["0.01"] / (math.sqrt(6) * 0.01) ** 8 < 2.0, stds
 
 
 def test_sparse_num_nonzero_and_auto_stddev():
