@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 
 from keras_initx import LayerStats
+from keras_initx.cli import main
 from keras_initx.sinks import COLUMNS, FrameSink, read_layer_stats
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,7 +104,7 @@ def _check_rule(log_dir: Path, marker: Path, label: str) -> pd.DataFrame:
         pytest.param(20, 0.0, id="later", marks=pytest.mark.slow),
     ],
 )
-def test_sigkill_keeps_every_measurement_but_the_one_in_flight(tmp_path, after, delay):
+def test_sigkill_keeps_every_measurement_but_the_one_in_flight(tmp_path, capsys, after, delay):
     """Kill once `after` measurements are on file, `delay` seconds later (random: 0-1.5 s)."""
     label = f"after {after}"
     if delay == "random":
@@ -122,6 +123,9 @@ def test_sigkill_keeps_every_measurement_but_the_one_in_flight(tmp_path, after, 
         child.wait()
         child.stderr.close()
     before = _check_rule(log_dir, marker, label)
+    # The report reads the same whole measurements: the diagnosis ends at the last one on file.
+    assert main(["report", str(log_dir), "--out", str(tmp_path / "report")]) == 0
+    assert f"\nstep {before['step'].max()}" in capsys.readouterr().out
 
     # The dead process's lock is gone: a new writer resumes on the file, after its whole rows.
     resumed = FrameSink(log_dir, parquet=False)
