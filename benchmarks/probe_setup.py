@@ -1,19 +1,27 @@
-"""Setup cost of the probe: its first call (trace + graph optimization + one run) against Keras'
-own first training step on the same model.
+"""Setup cost of the probe: its first call (trace + graph optimization + one run), and of
+LayerStats up to its first measurement, against Keras' own first training step on the same model.
 
 Models: Dense stacks (32 units, tanh) of --depths layers, batch 64; keras.applications ResNet50
-and EfficientNetB0 at 64x64 (weights=None), batch 4. Each model is built fresh; Keras' first
-`train_on_batch` (its trace and first step) is timed, then `build_probe(model, ...)` and its first
-call. Wall and process CPU seconds are printed; the probe's rows say how many tensors it reduces.
+and EfficientNetB0 at 64x64 (weights=None), batch 4. For each repeat and model, built fresh:
+Keras' first `train_on_batch` (its trace and first step) is timed, then `build_probe(model, ...)`
+and its first call, and LayerStats' setup (`on_train_begin` + the first `on_epoch_begin`: probe
+build, trace, step-0 measurement, rows handed to the writer; CSV + TensorBoard in a temporary
+log_dir), the last two in alternating order over repeats. Medians over --repeats of wall seconds
+(process CPU seconds), [min, max] with more than one repeat; the probe's rows say how many tensors
+it reduces. The machine's load average is printed: on a shared machine compare within one run.
 
-Run: python benchmarks/probe_setup.py [--depths 50,100] [--applications ResNet50,EfficientNetB0]
+Run: python benchmarks/probe_setup.py [--depths 50,100,200] [--applications ResNet50,...]
+    [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
+import statistics
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -23,6 +31,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from keras_initx.callbacks import LayerStats  # noqa: E402
 from keras_initx.capture import build_probe  # noqa: E402
 
 
@@ -50,30 +59,66 @@ def _timed(fn, *args) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
+def _layer_stats_setup(model, x, y, stats) -> None:
+    """What fit runs before its first training step: LayerStats' begin hooks."""
+    with tempfile.TemporaryDirectory() as log_dir:
+        callback = LayerStats(probe=(x, y), log_dir=log_dir, stats=stats)
+        callback.set_model(model)
+        callback.on_train_begin()
+        callback.on_epoch_begin(0)
+        callback.to_dataframe()  # the step-0 rows written
+        callback.on_train_end()
+
+
+def _cell(times: list[tuple[float, float]]) -> str:
+    walls, cpus = [t[0] for t in times], [t[1] for t in times]
+    cell = f"{statistics.median(walls):.1f} ({statistics.median(cpus):.1f})"
+    return cell + (f" [{min(walls):.1f}, {max(walls):.1f}]" if len(times) > 1 else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--depths", default="50,100")
+    parser.add_argument("--depths", default="50,100,200")
     parser.add_argument("--applications", default="ResNet50,EfficientNetB0")
     parser.add_argument("--stats", default="all", help="'all' or a comma list, e.g. mean,std")
+    parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
     stats = None if args.stats == "all" else args.stats.split(",")
     print(
         f"# keras {keras.__version__}, tensorflow {tf.__version__}, {platform.machine()}, "
-        f"{os.cpu_count()} CPU cores; probe: all tensors, stats={args.stats}, histograms on"
+        f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at start; probe: "
+        f"all tensors, stats={args.stats}, histograms on; {args.repeats} repeat(s), medians"
     )
-    print("| model | rows | Keras first step s (cpu s) | probe first call s (cpu s) | ratio |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        "| model | rows | Keras first step s (cpu s) | probe first call s (cpu s) | ratio | "
+        "LayerStats to step 0 s (cpu s) | ratio |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
     cases = [(f"Dense x{d}", lambda d=d: _dense_stack(d)) for d in map(int, args.depths.split(","))]
     cases += [(n, lambda n=n: _application(n)) for n in args.applications.split(",") if n]
     for label, make in cases:
-        keras.utils.set_random_seed(0)
-        model, x, y = make()
-        keras_wall, keras_cpu = _timed(model.train_on_batch, x, y)
-        probe = build_probe(model, stats=stats, histograms=True)
-        probe_wall, probe_cpu = _timed(probe, x, y)
+        timed: dict[str, list[tuple[float, float]]] = {"keras": [], "probe": [], "stats": []}
+        for repeat in range(args.repeats):
+            keras.utils.set_random_seed(0)
+            model, x, y = make()
+            timed["keras"].append(_timed(model.train_on_batch, x, y))
+            probe = build_probe(model, stats=stats, histograms=True)
+            runs = [
+                ("probe", functools.partial(probe, x, y)),
+                ("stats", functools.partial(_layer_stats_setup, model, x, y, stats)),
+            ]
+            for name, run in runs[:: 1 if repeat % 2 == 0 else -1]:
+                timed[name].append(_timed(run))
+            rows = len(probe.rows)
+            del runs, model, probe
+            keras.backend.clear_session()
+        keras_wall = statistics.median(t[0] for t in timed["keras"])
+        ratios = [
+            statistics.median(t[0] for t in timed[k]) / keras_wall for k in ("probe", "stats")
+        ]
         print(
-            f"| {label} | {len(probe.rows)} | {keras_wall:.1f} ({keras_cpu:.1f}) | "
-            f"{probe_wall:.1f} ({probe_cpu:.1f}) | {probe_wall / keras_wall:.1f}x |",
+            f"| {label} | {rows} | {_cell(timed['keras'])} | {_cell(timed['probe'])} | "
+            f"{ratios[0]:.1f}x | {_cell(timed['stats'])} | {ratios[1]:.1f}x |",
             flush=True,
         )
 

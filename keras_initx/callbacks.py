@@ -410,6 +410,9 @@ class LayerStats(keras.callbacks.Callback):
                 f"which cannot be written ({error.strerror or error}). Expected a writable "
                 "directory (created if missing)."
             ) from error
+        # Take the directory now, not at the first write: a second live LayerStats on it is
+        # refused here, before training, instead of interleaving rows (see sinks.frame).
+        self._frame.open()
 
 
 def _validated_log_dir(log_dir: Any) -> str:

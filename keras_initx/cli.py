@@ -364,6 +364,7 @@ def _report(args: argparse.Namespace) -> int:
 
     from keras_initx import plots
     from keras_initx.diagnose import diagnose, format_findings
+    from keras_initx.sinks import read_layer_stats
 
     run_dir = args.run_dir
     if not os.path.isdir(run_dir):
@@ -374,7 +375,7 @@ def _report(args: argparse.Namespace) -> int:
             f"no layer_stats.csv in {run_dir!r} (expected the file LayerStats writes in its "
             "log_dir, or a demo output folder)"
         )
-    frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    frame = read_layer_stats(path)  # whole measurements only, even from a killed run
     missing = [c for c in ("step", "layer", "layer_index", "tensor", "std") if c not in frame]
     if missing:
         raise ValueError(

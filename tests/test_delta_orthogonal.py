@@ -36,9 +36,7 @@ def test_centre_holds_gain_times_orthogonal_rows_and_the_rest_is_zero(shape):
     matrix = kernel[centre]
     in_channels, out_channels = shape[-2:]
     # Rows orthonormal: ||x H|| = gain ||x|| for every channel vector x.
-    np.testing.assert_allclose(
-        matrix @ matrix.T, TANH_GAIN**2 * np.eye(in_channels), atol=1e-10
-    )
+    np.testing.assert_allclose(matrix @ matrix.T, TANH_GAIN**2 * np.eye(in_channels), atol=1e-10)
     if in_channels == out_channels:
         np.testing.assert_allclose(
             matrix.T @ matrix, TANH_GAIN**2 * np.eye(out_channels), atol=1e-10
@@ -94,12 +92,30 @@ def test_string_names_resolve_and_typo_raises():
         ((4, 8), r"shape=\(4, 8\) of rank 2\. Expected a convolution kernel shape of rank >= 3"),
         ((2, 2, 4, 4), r"kernel size \(2, 2\)\. Expected odd kernel sizes"),
         ((3, 4, 4, 4), r"kernel size \(3, 4\)\. Expected odd kernel sizes"),
-        ((3, 3, 8, 4), r"in_channels=8 > out_channels=4\. Expected in_channels <= out_channels"),
+        ((3, 3, 8, 4), r"last two axes are 8 > 4\. Expected shape\[-2\] <= shape\[-1\]"),
     ],
 )
 def test_bad_shapes_name_the_shape(shape, message):
     with pytest.raises(ValueError, match=r"Invalid value for argument `shape`.*" + message):
         DeltaOrthogonal(seed=0)(shape)
+
+
+@pytest.mark.parametrize(
+    "layer, reading",
+    [
+        (keras.layers.Conv2D, "for Conv1D/2D/3D .* this is in_channels=8 > filters=4;"),
+        (keras.layers.Conv2DTranspose, "for Conv1D/2D/3DTranspose .* filters=8 > in_channels=4"),
+    ],
+)
+def test_too_many_channels_named_right_for_conv_and_transposed_conv(layer, reading):
+    """8 channels to 4 filters (Conv2D), and 8 filters from 4 channels (its transpose)."""
+    filters, channels = (4, 8) if layer is keras.layers.Conv2D else (8, 4)
+    conv = layer(filters, 3, kernel_initializer=DeltaOrthogonal(seed=0))
+    with pytest.raises(ValueError, match=reading) as error:
+        conv.build((None, 6, 6, channels))
+    assert f"in_channels={channels}" in str(error.value) and f"filters={filters}" in str(
+        error.value
+    )
 
 
 @pytest.mark.parametrize("gain", ["tanhh", -1.0, float("inf")])

@@ -35,7 +35,6 @@ NAMES = [
     "orthogonal_gain",
     "sparse",
 ]
-SPARSE_STDDEV = 0.01  # Sparse's default
 
 
 def einsum_axes(equation: str) -> tuple[list[int], list[int]]:
@@ -175,7 +174,7 @@ def assert_follows(name: str, kernel: np.ndarray, equation) -> None:
     rows = matrix.shape[0]
     k = rows - (9 * rows + 9) // 10
     np.testing.assert_array_equal(np.count_nonzero(matrix, axis=0), k)
-    assert_moments(matrix[matrix != 0], SPARSE_STDDEV**2, 3.0)
+    assert_moments(matrix[matrix != 0], 1 / k, 3.0)  # stddev="auto" (the default): 1/sqrt(k)
 
 
 @pytest.mark.parametrize("name", NAMES)

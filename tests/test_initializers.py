@@ -16,6 +16,7 @@ import pytest
 from keras_initx.initializers import (
     INITIALIZERS,
     DeltaOrthogonal,
+    DepthwiseLecunOneOverSqrtD,
     LecunOneOverSqrtD,
     OrthogonalGain,
     SigmoidGlorotNormal,
@@ -151,16 +152,47 @@ def test_orthogonal_entries_are_haar_distributed():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
-def test_sparse_statistics(shape, dtype):
-    init = Sparse(seed=keras.random.SeedGenerator(SEED))
+@pytest.mark.parametrize("stddev", ["auto", 0.01])
+def test_sparse_statistics(shape, dtype, stddev):
+    init = Sparse(stddev=stddev, seed=keras.random.SeedGenerator(SEED))
     kernels = draws(init, shape, dtype)
     k = SPARSE_K[shape]
     for kernel in kernels:
         assert_sparse(kernel, k)
+    # "auto" (the default): 1/sqrt(k), so each entry has variance 1/fan_in as LeCun's.
+    variance = 1 / k if stddev == "auto" else stddev**2
     nonzero = np.concatenate([kernel[kernel != 0] for kernel in kernels])
-    assert_moments(nonzero, 0.01**2, 3.0)
+    assert_moments(nonzero, variance, 3.0)
     p = k / math.prod(shape[:-1])
-    assert_moments(np.concatenate([k.ravel() for k in kernels]), p * 0.01**2, 3.0 / p)
+    assert_moments(np.concatenate([k.ravel() for k in kernels]), p * variance, 3.0 / p)
+
+
+def test_sparse_by_name_keeps_a_deep_tanh_signal():
+    """8 tanh layers of width 64 drawn by name: the default keeps the activation std, the
+    torch/Lasagne stddev=0.01 shrinks it by sqrt(k) * 0.01 (k = 6 non-zeros) per layer."""
+    x = np.random.default_rng(SEED).normal(size=(512, 64)).astype("float32")
+    stds = {}
+    # A new instance per layer, as a name gives (one instance with an int seed repeats itself).
+    torch_like = {"class_name": "sparse", "config": {"stddev": 0.01}}
+    for label, init in (("default", "sparse"), ("0.01", torch_like)):
+        keras.utils.set_random_seed(SEED)
+        h = x
+        for _ in range(8):
+            layer = keras.layers.Dense(64, activation="tanh", kernel_initializer=init)
+            h = to_numpy(layer(h))
+        stds[label] = float(h.std())
+    # Mean field for weight variance 1/fan_in: pre-activation variance q_(l+1) =
+    # E[tanh(sqrt(q_l) z)^2], z ~ N(0, 1), from q_0 = 1: the slow tanh decay (~1/(2 l)), no
+    # vanishing. Sample spread: 64 units x 8 random layers, about 10 % on the std.
+    z, weights = np.polynomial.hermite_e.hermegauss(64)
+    q = 1.0
+    for _ in range(8):
+        q = float(weights @ np.tanh(math.sqrt(q) * z) ** 2 / weights.sum())
+    np.testing.assert_allclose(stds["default"], math.sqrt(q), rtol=0.2)
+    # Per layer x(sqrt(6) * 0.01) once tanh is linear: 8 layers -> 0.0245^8 ~ 1.3e-13 (input
+    # std 1). Spread of log(std / that) over draws (simulated, 200 seeds): 0.15, so a factor 2
+    # either way is over 4 standard deviations.
+    assert 0.5 < stds["0.01"] / (math.sqrt(6) * 0.01) ** 8 < 2.0, stds
 
 
 def test_sparse_num_nonzero_and_auto_stddev():
@@ -192,6 +224,86 @@ def test_sparse_zero_count_uses_exact_decimal_fraction():
     # 0.7 * 10 is 7.000000000000001 in floating point; it must mean 7 zeros, not 8.
     (kernel,) = draws(Sparse(sparsity=0.7, seed=SEED), (10, 4), "float32", min_samples=1)
     assert_sparse(kernel, 3)
+
+
+# --- PyTorch parity ---------------------------------------------------------------------
+
+
+def torch_conv_default_bound(weight_shape: tuple[int, ...]) -> float:
+    """torch.nn.ConvNd.reset_parameters: kaiming_uniform_(weight, a=sqrt(5)) on a weight of
+    shape (out_channels, in_channels / groups, *kernel_size), written out (torch is not a
+    dependency): fan_in = weight.size(1) * prod(kernel_size), gain = sqrt(2 / (1 + a^2)),
+    bound = sqrt(3) * gain / sqrt(fan_in). The draw is U(-bound, bound)."""
+    fan_in = weight_shape[1] * math.prod(weight_shape[2:])
+    gain = math.sqrt(2.0 / (1 + math.sqrt(5) ** 2))
+    return math.sqrt(3.0) * gain / math.sqrt(fan_in)
+
+
+@pytest.mark.parametrize(
+    "make, input_shape, torch_weight, kernel",
+    [
+        # Depthwise: torch Conv2d(96, 96, 3, groups=96) has weight (96, 1, 3, 3).
+        (lambda n: keras.layers.DepthwiseConv2D(3, depthwise_initializer=n),
+         (None, 8, 8, 96), (96, 1, 3, 3), "kernel"),
+        # depth_multiplier 2: Conv2d(64, 128, 5, groups=64), weight (128, 1, 5, 5).
+        (lambda n: keras.layers.DepthwiseConv2D(5, depth_multiplier=2, depthwise_initializer=n),
+         (None, 8, 8, 64), (128, 1, 5, 5), "kernel"),
+        (lambda n: keras.layers.DepthwiseConv1D(7, depthwise_initializer=n),
+         (None, 16, 128), (128, 1, 7), "kernel"),
+        # SeparableConv2D = depthwise Conv2d(96, 96, 3, groups=96) then a 1x1 Conv2d(96, 32).
+        (lambda n: keras.layers.SeparableConv2D(32, 3, depthwise_initializer=n),
+         (None, 8, 8, 96), (96, 1, 3, 3), "depthwise_kernel"),
+    ],
+)  # fmt: skip
+def test_pytorch_default_depthwise_matches_torch(make, input_shape, torch_weight, kernel):
+    layer = make("pytorch_default_depthwise")
+    layer.build(input_shape)
+    values = to_numpy(getattr(layer, kernel)).ravel()
+    bound = torch_conv_default_bound(torch_weight)
+    assert values.size == math.prod(torch_weight)
+    assert bound * 0.98 <= np.abs(values).max() <= bound * (1 + 1e-6)
+    assert_moments(values, bound**2 / 3, KURTOSIS_UNIFORM)
+    # The plain `pytorch_default` counts the channels (Keras' fans): sqrt(channels) smaller.
+    plain = make("pytorch_default")
+    plain.build(input_shape)
+    channels = input_shape[-1]
+    np.testing.assert_allclose(
+        to_numpy(getattr(plain, kernel)).std() * math.sqrt(channels), values.std(), rtol=0.1
+    )
+
+
+def test_pytorch_default_depthwise_seed_config_and_rank():
+    init = DepthwiseLecunOneOverSqrtD(seed=3)
+    assert init.get_config() == {"seed": 3}
+    again = DepthwiseLecunOneOverSqrtD.from_config(init.get_config())
+    np.testing.assert_array_equal(to_numpy(init((3, 3, 8, 1))), to_numpy(again((3, 3, 8, 1))))
+    generated = DepthwiseLecunOneOverSqrtD(seed=keras.random.SeedGenerator(3))
+    assert not np.array_equal(to_numpy(generated((3, 3, 8, 1))), to_numpy(generated((3, 3, 8, 1))))
+    with pytest.raises(ValueError, match=r"shape=\(8, 4\) of rank 2\. Expected a depthwise kernel"):
+        init((8, 4))
+
+
+@pytest.mark.parametrize(
+    "make, input_shape, torch_weight, kernel",
+    [
+        # Grouped: Conv2d(64, 64, 3, groups=4), weight (64, 16, 3, 3); Keras' kernel is
+        # (3, 3, 16, 64), whose Keras fan_in is torch's already.
+        (lambda: keras.layers.Conv2D(64, 3, groups=4, kernel_initializer="pytorch_default"),
+         (None, 8, 8, 64), (64, 16, 3, 3), "kernel"),
+        # SeparableConv2D's pointwise kernel is a 1x1 Conv2d(96, 32): weight (32, 96, 1, 1).
+        (lambda: keras.layers.SeparableConv2D(32, 3, pointwise_initializer="pytorch_default"),
+         (None, 8, 8, 96), (32, 96, 1, 1), "pointwise_kernel"),
+    ],
+)  # fmt: skip
+def test_pytorch_default_matches_torch_on_grouped_and_pointwise(
+    make, input_shape, torch_weight, kernel
+):
+    layer = make()
+    layer.build(input_shape)
+    values = to_numpy(getattr(layer, kernel)).ravel()
+    bound = torch_conv_default_bound(torch_weight)
+    assert bound * 0.98 <= np.abs(values).max() <= bound * (1 + 1e-6)
+    assert_moments(values, bound**2 / 3, KURTOSIS_UNIFORM)
 
 
 # --- seeds --------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from keras_initx.initializers.delta_orthogonal import DeltaOrthogonal
 from keras_initx.initializers.orthogonal import OrthogonalGain, orthogonal_matrix
 from keras_initx.initializers.sparse import Sparse
 from keras_initx.initializers.uniform import (
+    DepthwiseLecunOneOverSqrtD,
     LecunOneOverSqrtD,
     SigmoidGlorotNormal,
     SigmoidGlorotUniform,
@@ -24,6 +25,7 @@ __all__ = [
     "DATA_DRIVEN",
     "INITIALIZERS",
     "DeltaOrthogonal",
+    "DepthwiseLecunOneOverSqrtD",
     "LecunOneOverSqrtD",
     "OrthogonalGain",
     "SigmoidGlorotNormal",
@@ -39,6 +41,8 @@ __all__ = [
 INITIALIZERS: dict[str, type[keras.initializers.Initializer]] = {
     "lecun_1_over_sqrt_d": LecunOneOverSqrtD,
     "pytorch_default": LecunOneOverSqrtD,
+    "lecun_1_over_sqrt_d_depthwise": DepthwiseLecunOneOverSqrtD,
+    "pytorch_default_depthwise": DepthwiseLecunOneOverSqrtD,
     "sigmoid_glorot_uniform": SigmoidGlorotUniform,
     "sigmoid_glorot_normal": SigmoidGlorotNormal,
     "orthogonal_gain": OrthogonalGain,

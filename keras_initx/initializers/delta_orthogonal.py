@@ -19,6 +19,8 @@ class DeltaOrthogonal(OrthogonalGain):
     Formula:     K[c] = gain * H, K[s] = 0 for every other spatial position s, where c is the
                  centre of the (odd) kernel window and H (in_channels x out_channels) is
                  Haar-orthogonal with orthonormal rows: H H^T = I (in_channels <= out_channels).
+                 Conv*DTranspose kernels are (*kernel_size, filters, in_channels): there H is
+                 filters x in_channels (filters <= in_channels).
     Variance:    gain^2 / out_channels per entry of H, 0 elsewhere. The layer maps every pixel's
                  channel vector x to gain * x H, so ||y|| = gain * ||x||: with "same" padding a
                  linear stack preserves norms exactly at any depth (dynamical isometry), and
@@ -73,11 +75,16 @@ class DeltaOrthogonal(OrthogonalGain):
                 "(a delta kernel needs a centre tap)."
             )
         if in_channels > out_channels:
+            # The shape alone does not say which layer asked: Conv*D kernels are
+            # (..., in_channels, filters), Conv*DTranspose kernels (..., filters, in_channels).
             raise ValueError(
                 "Invalid value for argument `shape`. "
-                f"Received: shape={shape} with in_channels={in_channels} > "
-                f"out_channels={out_channels}. Expected in_channels <= out_channels (an "
-                "in x out matrix has orthonormal rows only if in <= out)."
+                f"Received: shape={shape}, whose last two axes are {in_channels} > "
+                f"{out_channels}. Expected shape[-2] <= shape[-1] (an {in_channels} x "
+                f"{out_channels} matrix cannot have orthonormal rows): for Conv1D/2D/3D "
+                f"(kernel (*kernel_size, in_channels, filters)) this is in_channels={in_channels}"
+                f" > filters={out_channels}; for Conv1D/2D/3DTranspose (kernel (*kernel_size, "
+                f"filters, in_channels)) filters={in_channels} > in_channels={out_channels}."
             )
         matrix = orthogonal_matrix(in_channels, out_channels, self.seed, dtype) * self._gain_value
         centre = np.zeros(spatial + (1, 1))

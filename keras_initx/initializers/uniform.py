@@ -9,11 +9,13 @@ the product of the einsum's input (output) axes for EinsumDense kernels.
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import ops
 
 from keras_initx.initializers._axes import FanAxesInitializer, check_axes
-from keras_initx.initializers._checks import check_float_dtype, sampling_dtype
+from keras_initx.initializers._checks import check_float_dtype, check_kernel_shape, sampling_dtype
 
 __all__ = ["LecunOneOverSqrtD", "SigmoidGlorotNormal", "SigmoidGlorotUniform"]
 
@@ -87,6 +89,44 @@ class LecunOneOverSqrtD(_PinnedVarianceScaling):
     _scale = 1.0 / 3.0  # VarianceScaling's uniform limit sqrt(3 * scale / fan_in) -> 1/sqrt(fan_in)
     _mode = "fan_in"
     _distribution = "uniform"
+
+
+@keras.saving.register_keras_serializable(package="keras_initx")
+class DepthwiseLecunOneOverSqrtD(LecunOneOverSqrtD):
+    """Uniform in +-1/sqrt(k), k the kernel window: PyTorch's default for depthwise kernels.
+
+    Formula:     W ~ U(-r, r), r = 1 / sqrt(fan_in), fan_in = prod(kernel_size): each output
+                 channel of a depthwise convolution sees one input channel, so its fan-in is the
+                 window alone (torch: `Conv2d(C, C * m, k, groups=C)` has fan_in = (C / C) k k).
+    Variance:    1 / (3 * prod(kernel_size)).
+    When to use: `DepthwiseConv1D/2D` and `SeparableConv1D/2D` `depthwise_initializer`, to
+                 match PyTorch. Keras' fan convention counts the channels too (fan_in =
+                 k k C for a (k, k, C, m) kernel), so `pytorch_default` there draws sqrt(C) too
+                 small, and a kernel shape alone cannot tell a depthwise kernel from a Conv
+                 kernel with m filters: name this one for depthwise kernels. Grouped `Conv2D`
+                 (`groups=g`) needs nothing: its kernel is (k, k, C / g, filters), so
+                 `pytorch_default` already gets torch's fan_in. Alias: `pytorch_default_depthwise`.
+    Args:
+        seed: int, None, or `keras.random.SeedGenerator`, as for Keras' own initializers.
+    Example:
+        >>> keras.layers.DepthwiseConv2D(3, depthwise_initializer="pytorch_default_depthwise")
+    Reference:   torch.nn.Conv2d.reset_parameters (kaiming_uniform with a=sqrt(5), fan_in from
+                 the (out, in / groups, k, k) weight).
+    """
+
+    def __init__(self, seed: int | keras.random.SeedGenerator | None = None):
+        super().__init__(seed=seed)
+
+    def __call__(self, shape, dtype=None):
+        shape = check_kernel_shape(
+            shape, 3, "depthwise kernel", "(*kernel_size, channels, depth_multiplier)"
+        )
+        dtype = check_float_dtype(dtype)
+        limit = 1.0 / math.sqrt(math.prod(shape[:-2]))
+        draw = keras.random.uniform(
+            shape, -limit, limit, dtype=sampling_dtype(dtype), seed=self.seed
+        )
+        return ops.cast(draw, dtype)
 
 
 @keras.saving.register_keras_serializable(package="keras_initx")
