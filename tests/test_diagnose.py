@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from keras_initx.diagnose import FINDING_COLUMNS, diagnose, format_findings, suggest_initializer
+from keras_initx.diagnosis import FINDING_COLUMNS, diagnose, format_findings, suggest_initializer
 
 STAT_COLUMNS = [
     "mean", "std", "min", "max", "rms", "p1", "p50", "p99", "frac_zero", "frac_saturated",

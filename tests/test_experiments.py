@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from keras_initx import experiments
-from keras_initx.diagnose import diagnose
+from keras_initx.diagnosis import diagnose
 from keras_initx.experiments import SEED_001_INITIALIZERS, depth_sweep, parse_initializer
 from keras_initx.initializers import LecunOneOverSqrtD, OrthogonalGain
 
