@@ -738,8 +738,8 @@ def _step_finding(model, tensor, activation, kind, steps, factor) -> dict:
         what = f"{subject} {_change(ratio)} from layer {there.layer}"
     else:
         what = (
-            f"{subject} {_change(ratio)} per layer on average at {len(steps)} layers, from "
-            f"layer {there.layer} to layer {here.layer}"
+            f"{subject} {_change(ratio)} per layer on average, from layer {there.layer} to "
+            f"layer {here.layer}"
         )
     message = f"{_where(where)}: {what} ({there.std:.3g} -> {here.std:.3g}); {cause}: {_too(ratio)}"
     return model.finding(

@@ -113,8 +113,8 @@ def test_vanishing_forward_and_backward_is_one_finding_each():
     assert findings["step"].isna().all()
     assert (findings["suggestion"] == "glorot_uniform").all()
     assert findings.loc[0, "message"].startswith(
-        "2 layers from 2 to 3 (tanh): activation std fell 5x per layer on average at 2 layers, "
-        "from layer 1 to layer 3 (0.5 -> 0.02)"
+        "2 layers from 2 to 3 (tanh): activation std fell 5x per layer on average, from layer 1 "
+        "to layer 3 (0.5 -> 0.02)"
     )
 
 
@@ -133,7 +133,10 @@ def test_forty_vanishing_layers_are_one_finding():
     assert len(findings) == 1
     assert findings.loc[0, ["layer", "last_layer", "layers"]].tolist() == [2, 40, 39]
     assert findings.loc[0, "value"] == pytest.approx(0.22)
-    assert "at 39 layers, from layer 1 to layer 40" in findings.loc[0, "message"]
+    assert findings.loc[0, "message"].startswith(
+        "39 layers from 2 to 40 (tanh): activation std fell 4.55x per layer on average, from "
+        "layer 1 to layer 40 (1 -> 2.26e-26)"
+    )
 
 
 def test_factor_is_the_threshold():
