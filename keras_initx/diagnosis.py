@@ -16,10 +16,11 @@ The diagnosis reads the model, not only the numbers:
 - **Runs.** Every finding names its run (`initializer`); runs are never mixed.
 - **Normalization layers** (BatchNormalization, LayerNormalization, GroupNormalization, ...)
   divide out the scale of what they receive, forward and backward. So in a network with them,
-  layers are compared only between the same two normalization layers, and only layers with a
+  layers are compared only between the same two normalization layers, only layers with a
   nonlinear activation (the linear conv or dense layer feeding a normalization layer has a
-  scale nobody sees). A vanishing or exploding signal cannot build up across a normalization
-  layer in training, and none is reported across one.
+  scale nobody sees) and of the same class (another class there is a side branch, such as
+  EfficientNet's squeeze-and-excite conv on the pooled activations). A vanishing or exploding
+  signal cannot build up across a normalization layer in training; none is reported across one.
 - **BatchNormalization on its initial moving statistics.** In inference mode at step 0 (moving
   mean 0, variance 1) BatchNormalization is the identity, so conv outputs pass unnormalized and
   the activations after it shrink, grow or die in ways training never sees. When most
@@ -659,7 +660,9 @@ def _chains(model: _Model, tensor: str):
 
     Only layers with the same activation are compared: a change of nonlinearity (a tanh stack
     feeding linear logits) or a layer without one (dropout, pooling, merges) changes the scale
-    by design. With normalization layers, only nonlinear layers between the same two of them.
+    by design. With normalization layers, only nonlinear layers of the same class between the
+    same two of them: there a layer of another class is a side branch whose scale differs by
+    design (EfficientNet's squeeze-and-excite conv reads the pooled activations).
     """
     rows = model.trusted(tensor)
     rows = rows[
@@ -669,8 +672,10 @@ def _chains(model: _Model, tensor: str):
     ]
     if model.normalized:
         rows = rows[rows["activation"] != "linear"]
-    segment = model.segment[rows.index] * model.normalized  # one chain without normalization
-    for (activation, _), group in rows.groupby(["activation", segment], sort=False):
+        keys = [rows["activation"], rows["layer_class"], model.segment[rows.index]]
+    else:
+        keys = [rows["activation"]]
+    for (activation, *_), group in rows.groupby(keys, sort=False):
         records = list(group.itertuples())
         yield activation, (records[::-1] if tensor == "activation_grad" else records)
 

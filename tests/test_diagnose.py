@@ -348,6 +348,28 @@ def test_layer_scale_is_by_design():
     assert diagnose(pd.DataFrame(rows)).empty
 
 
+def test_normalized_network_compares_same_class_layers_between_normalizations():
+    layers = [
+        ("bn", "BatchNormalization", "", 1.0),
+        ("act", "Activation", "silu", 0.58),
+        ("se_reduce", "Conv2D", "silu", 0.05),  # squeeze-and-excite: reads pooled activations
+        ("bn2", "BatchNormalization", "", 1.0),
+        ("head1", "Dense", "tanh", 0.6),  # after the last normalization: a plain tanh stack
+        ("head2", "Dense", "tanh", 0.1),
+        ("head3", "Dense", "tanh", 0.02),
+    ]
+    frame = pd.DataFrame(
+        [
+            layerstats_row(0, name, i, act, "activation", std, layer_class=cls)
+            for i, (name, cls, act, std) in enumerate(layers)
+        ]
+    )
+    findings = diagnose(frame)
+    assert findings[["layer", "last_layer", "kind"]].values.tolist() == [
+        ["head2", "head3", "vanishing"]
+    ]
+
+
 def test_batch_norm_on_its_initial_statistics_is_one_finding():
     frame = _bn_block_frame(last_bn_std=0.9)
     # Inference mode at initialization: each BN passes its input through (std / sqrt(1 + eps)).
