@@ -481,9 +481,9 @@ class _Model:
         if advise and any(_same_scale(suggestion, name) for name in used):
             message += (
                 f" These layers already use `{named}`, the scale the formula gives "
-                f"{activation or 'linear'} layers: the cause is elsewhere (a gain, residual "
-                "sums without normalization, the input scale, the width); `lsuv` sets each "
-                "layer's scale from data."
+                f"{activation or 'linear'} layers: the cause is elsewhere (a gain, zero padding, "
+                "residual sums without normalization, the input scale, the width); `lsuv` sets "
+                "each layer's scale from data."
             )
             suggestion = _DATA_DRIVEN
         return {
@@ -603,22 +603,22 @@ def _unnormalized(model: _Model) -> list[dict]:
 
 
 def _constant(model: _Model) -> list[dict]:
+    """One finding for every constant layer of the run: each one after the first may only be
+    constant because its input is, so the first one names the cause and the suggestion."""
     rows = model.trusted("activation")
-    return [
-        model.finding(
-            group,
-            kind="constant",
-            statistic="std",
-            value=0.0,
-            threshold=0.0,
-            message=(
-                f"{_where(group)}: every output is the same value (std 0), so all units "
-                "compute the same thing and get the same update: zeros or constant weights "
-                "never break this symmetry."
-            ),
-        )
-        for group in _by_activation(rows[rows["std"] == 0])
-    ]
+    rows = list(rows[rows["std"] == 0].drop_duplicates("layer").itertuples())
+    if not rows:
+        return []
+    first = rows[0]
+    after = f" ({len(rows) - 1} more after it, up to {rows[-1].layer})" if len(rows) > 1 else ""
+    message = (
+        f"{_where([first])}: every output is the same value (std 0){after}, so all units "
+        "compute the same thing and get the same update: zeros or constant weights never break "
+        "this symmetry."
+    )
+    finding = model.finding([first], kind="constant", statistic="std", value=0.0,
+                            threshold=0.0, message=message)  # fmt: skip
+    return [{**finding, "last_layer": rows[-1].layer, "layers": len(rows)}]
 
 
 def _threshold(model: _Model, statistic: str, kind: str, threshold: float) -> list[dict]:

@@ -444,6 +444,17 @@ def test_constant_layers_are_one_finding_not_dead_or_ratio():
     findings = diagnose(frame)
     assert findings[["layer", "last_layer", "kind"]].values.tolist() == [[1, 2, "constant"]]
     assert "never break this symmetry" in findings.loc[0, "message"]
+    # Zeros in the first layer make every layer after it constant: one finding, whose advice is
+    # the first layer's (the glorot_uniform head is not told it is the cause).
+    frame = stack_frame([0.0, 0.0, 0.0], kernel_initializer="zeros")
+    frame.loc[2, ["activation", "kernel_initializer"]] = ["softmax", "glorot_uniform"]
+    findings = diagnose(frame)
+    assert findings[["layer", "last_layer", "layers", "suggestion"]].values.tolist() == [
+        ["m/d0", "m/d2", 3, "he_normal"]
+    ]
+    assert findings.loc[0, "message"].startswith(
+        "Layer m/d0 (relu): every output is the same value (std 0) (2 more after it, up to m/d2)"
+    )
 
 
 def test_dead_units():
