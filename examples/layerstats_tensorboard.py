@@ -16,7 +16,7 @@ from sklearn.datasets import load_digits
 
 from keras_initx import plots
 from keras_initx.callbacks import LayerStats
-from keras_initx.diagnose import diagnose, format_findings
+from keras_initx.diagnosis import diagnose, format_findings
 
 from _common import parse_args
 

@@ -9,7 +9,7 @@ data. Run: `python examples/relu_glorot_vs_he.py [--out DIR] [--smoke]`.
 import os
 
 from keras_initx import plots
-from keras_initx.diagnose import diagnose, format_findings
+from keras_initx.diagnosis import diagnose, format_findings
 from keras_initx.experiments import depth_sweep, sweep_table
 
 from _common import parse_args

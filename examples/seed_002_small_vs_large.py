@@ -9,7 +9,7 @@ The blog's experiment, for tanh and for the logistic sigmoid: `0.01 * randn` mak
 import os
 
 from keras_initx import plots
-from keras_initx.diagnose import diagnose, format_findings
+from keras_initx.diagnosis import diagnose, format_findings
 from keras_initx.experiments import depth_sweep, sweep_table
 
 from _common import parse_args

@@ -8,7 +8,7 @@ without `custom_objects`.
 from keras_initx import experiments, plots
 from keras_initx.callbacks import LayerStats
 from keras_initx.capture import build_probe
-from keras_initx.diagnose import diagnose, format_findings
+from keras_initx.diagnosis import diagnose, format_findings
 from keras_initx.experiments import compare_training, depth_sweep
 from keras_initx.gains import calculate_gain, compute_fans
 from keras_initx.initializers import (

@@ -138,6 +138,9 @@ class LayerInfo:
             `activation` attribute, `kernel*`/`recurrent_kernel*` only with such a weight,
             `bias_grad` only with a `bias`.
         call: which call of the layer this row is, 0-based.
+        kernel_initializer: the registered name of the initializer of the layer's kernel
+            (`he_normal`, `glorot_uniform`, `orthogonal_gain`, ...; the cell's for recurrent
+            layers, `depthwise_initializer` for DepthwiseConv2D), "" for a layer without one.
     """
 
     path: str
@@ -147,6 +150,7 @@ class LayerInfo:
     activation: str
     tensors: tuple[str, ...]
     call: int = 0
+    kernel_initializer: str = ""
 
     def variable(self, name: str) -> keras.Variable | None:
         """The layer's `kernel`, `recurrent_kernel` or `bias` variable (see `TENSORS`)."""
@@ -174,6 +178,35 @@ def _activation_name(layer: keras.layers.Layer) -> str:
         if isinstance(layer, cls):
             return name
     return ""
+
+
+# The layer attributes holding the kernel's initializer, in the order of `_WEIGHT_ATTRIBUTES`.
+_INITIALIZER_ATTRIBUTES = (
+    "kernel_initializer",
+    "embeddings_initializer",
+    "pointwise_initializer",
+    "depthwise_initializer",
+)
+
+
+def _initializer_name(layer: keras.layers.Layer) -> str:
+    """The name `keras.initializers.get` knows the kernel's initializer by ("" if no kernel):
+    the first lower-case alias registered for its class (ours: `orthogonal_gain`), else Keras'
+    own snake-case naming of the class (`HeNormal` -> `he_normal`)."""
+    if _weight(layer, "kernel") is None:
+        return ""
+    owner = layer.cell if isinstance(layer, keras.layers.RNN) else layer
+    initializer = next(
+        (getattr(owner, a) for a in _INITIALIZER_ATTRIBUTES if getattr(owner, a, None)), None
+    )
+    if initializer is None:
+        return ""
+    cls = type(initializer)
+    for name, registered in keras.saving.get_custom_objects().items():
+        if registered is cls and name.isidentifier() and name == name.lower():
+            return name
+    name = getattr(initializer, "__name__", cls.__name__)  # a plain function is its own name
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
 
 
 def _has_preactivation(layer: keras.layers.Layer) -> bool:
@@ -331,6 +364,7 @@ def find_layers(
             layer_class=type(layer).__name__,
             activation=_activation_name(layer),
             tensors=_provided_tensors(layer),
+            kernel_initializer=_initializer_name(layer),
         )
         for i, (path, layer) in enumerate(kept)
     ]

@@ -206,7 +206,7 @@ def _labelled(specs: Sequence[str]) -> dict[str, str]:
 
 def _sweep(args: argparse.Namespace) -> int:
     from keras_initx import experiments, plots
-    from keras_initx.diagnose import diagnose, format_findings
+    from keras_initx.diagnosis import diagnose, format_findings
 
     specs = _labelled(args.init) if args.init else experiments.SEED_001_INITIALIZERS
     experiments.resolve_initializers(specs)  # fail on a typo before any model is built
@@ -249,7 +249,7 @@ def _demo(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from keras_initx import experiments, plots
-    from keras_initx.diagnose import diagnose, format_findings
+    from keras_initx.diagnosis import diagnose, format_findings
 
     out = args.out
     tensorboard = os.path.join(out, "tensorboard")
@@ -363,7 +363,7 @@ def _report(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from keras_initx import plots
-    from keras_initx.diagnose import diagnose, format_findings
+    from keras_initx.diagnosis import diagnose, format_findings
     from keras_initx.sinks import read_layer_stats
 
     run_dir = args.run_dir

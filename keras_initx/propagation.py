@@ -26,7 +26,7 @@ import pandas as pd
 import tensorflow as tf
 
 from keras_initx.capture import build_probe, input_mismatch
-from keras_initx.diagnose import diagnose, format_findings
+from keras_initx.diagnosis import diagnose, format_findings
 from keras_initx.sinks import result_rows
 
 __all__ = ["SignalPropagation", "random_readout_loss", "signal_propagation"]

@@ -337,3 +337,34 @@ def test_a_gradient_that_does_not_exist_has_no_row():
     np.testing.assert_allclose(
         got["preactivation_grad"]["std"], np.std(tape.gradient(loss, logits)), rtol=1e-4
     )
+
+
+def test_kernel_initializer_is_the_registered_name():
+    from keras_initx.initializers import OrthogonalGain
+    from keras_initx.sinks import result_rows
+
+    inputs = keras.Input((6, 6, 2))
+    x = keras.layers.DepthwiseConv2D(3, depthwise_initializer="he_uniform", name="dw")(inputs)
+    x = keras.layers.Conv2D(4, 1, name="conv")(x)  # Keras' default
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.ReLU(name="relu")(x)
+    x = keras.layers.Reshape((16, 4))(x)
+    x = keras.layers.LSTM(3, kernel_initializer="pytorch_default", name="lstm")(x)
+    x = keras.layers.Dense(5, kernel_initializer=OrthogonalGain(gain="selu"), name="ortho")(x)
+    outputs = keras.layers.Dense(2, kernel_initializer="he_normal", name="he")(x)
+    model = keras.Model(inputs, outputs, name="m")
+    names = {info.path: info.kernel_initializer for info in find_layers(model)}
+    assert names == {
+        "m/dw": "he_uniform",
+        "m/conv": "glorot_uniform",
+        "m/bn": "",
+        "m/relu": "",
+        "m/lstm": "lecun_1_over_sqrt_d",  # the cell's; the canonical name of `pytorch_default`
+        "m/ortho": "orthogonal_gain",
+        "m/he": "he_normal",
+    }
+    # ... and the frame's column carries it on every row of the layer.
+    x = np.zeros((2, 6, 6, 2), np.float32)
+    rows = result_rows(build_probe(model, tensors=["activation", "kernel"])(x), step=0)
+    by_layer = rows.groupby("layer")["kernel_initializer"].unique().map(list).to_dict()
+    assert by_layer == {path: [name] for path, name in names.items()}

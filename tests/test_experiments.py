@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from keras_initx import experiments
-from keras_initx.diagnose import diagnose
+from keras_initx.diagnosis import diagnose
 from keras_initx.experiments import SEED_001_INITIALIZERS, depth_sweep, parse_initializer
 from keras_initx.initializers import LecunOneOverSqrtD, OrthogonalGain
 
@@ -255,8 +255,9 @@ def test_compare_training_layer_stats(training, tmp_path):
     result, _, log_dir = training
     stats = result.layer_stats
     assert stats.columns[0] == "initializer"
-    assert list(stats.columns[1:8]) == [
-        "step", "epoch", "layer", "layer_index", "layer_class", "activation", "tensor"
+    assert list(stats.columns[1:9]) == [
+        "step", "epoch", "layer", "layer_index", "layer_class", "activation",
+        "kernel_initializer", "tensor",
     ]  # fmt: skip
     zeros = stats[(stats.initializer == "zeros") & (stats.tensor == "activation")]
     hidden = zeros[zeros.activation == "tanh"]

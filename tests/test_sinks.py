@@ -18,6 +18,7 @@ def _rows(step, nan_saturation=True):
             "layer_index": [0, 0],
             "layer_class": "Dense",
             "activation": "tanh",
+            "kernel_initializer": "glorot_uniform",
             "tensor": ["activation", "kernel"],
         }
     )

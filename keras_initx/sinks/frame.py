@@ -55,6 +55,7 @@ KEY_COLUMNS: tuple[str, ...] = (
     "layer_index",
     "layer_class",
     "activation",
+    "kernel_initializer",
     "tensor",
 )
 COLUMNS: tuple[str, ...] = KEY_COLUMNS + STAT_NAMES
@@ -66,6 +67,7 @@ _DTYPES = {
     "layer_index": "int64",
     "layer_class": "str",
     "activation": "str",
+    "kernel_initializer": "str",
     "tensor": "str",
     **dict.fromkeys(STAT_NAMES, "float64"),
 }
@@ -97,6 +99,9 @@ def result_rows(result: ProbeResult, step: int, epoch: int = 0) -> pd.DataFrame:
             "layer_index": pd.Series([info.index for info, _ in rows], dtype="int64"),
             "layer_class": pd.Series([info.layer_class for info, _ in rows], dtype="str"),
             "activation": pd.Series([info.activation for info, _ in rows], dtype="str"),
+            "kernel_initializer": pd.Series(
+                [info.kernel_initializer for info, _ in rows], dtype="str"
+            ),
             "tensor": pd.Series([tensor for _, tensor in rows], dtype="str"),
             **dict(zip(STAT_NAMES, values.T, strict=True)),
         }
