@@ -19,11 +19,26 @@ from collections.abc import Iterator
 
 __all__ = ["native_startup_filtered"]
 
-# absl's INFO prefix `I0000 00:00:1796252385.329954   28331 port.cc:153] ...` and the line absl
-# prints before the first message of an uninitialized logger.
-_STARTUP_INFO = re.compile(
-    r"^(?:I\d{4} [\d:.]+ +\d+ [^\]]+\] |WARNING: All log messages before absl::InitializeLog\(\))"
-)
+# absl's record prefix `I0000 00:00:1796252385.329954   28331 port.cc:153] ...` (I, W, E, F for
+# INFO to FATAL), and the line absl prints before the first record of an uninitialized logger.
+_RECORD = re.compile(r"^[IWEF]\d{4} [\d:.]+ +\d+ [^\]]+\] ")
+_UNINITIALIZED = "WARNING: All log messages before absl::InitializeLog() is called"
+# A Python warning (`path.py:12: UserWarning: ...`) also starts a new record.
+_PYTHON_WARNING = re.compile(r"^\S+:\d+: \w+: ")
+
+
+def _without_info(text: str) -> str:
+    """`text` less its absl INFO records, each with its continuation lines (a record such as
+    "This TensorFlow binary is optimized..." spans two lines)."""
+    kept, dropping = [], False
+    for line in text.splitlines(keepends=True):
+        if line.startswith(_UNINITIALIZED):
+            continue
+        if _RECORD.match(line) or _PYTHON_WARNING.match(line):
+            dropping = line.startswith("I")
+        if not dropping:
+            kept.append(line)
+    return "".join(kept)
 
 
 @contextlib.contextmanager
@@ -47,8 +62,7 @@ def native_startup_filtered() -> Iterator[None]:
             os.dup2(saved, 2)
             os.close(saved)
             captured.seek(0)
-            lines = captured.read().decode(errors="replace").splitlines(keepends=True)
-            kept = "".join(line for line in lines if not _STARTUP_INFO.match(line))
+            kept = _without_info(captured.read().decode(errors="replace"))
             if kept:
                 sys.stderr.write(kept)
                 sys.stderr.flush()

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import keras_initx
 from keras_initx import LAYER_STATS_COLUMNS
 from keras_initx.cli import main
 
@@ -190,4 +191,35 @@ def test_help_and_list_print_no_tensorflow_startup_lines(argv):
     )  # fmt: skip
     assert completed.returncode == 0
     assert completed.stderr == ""
-    assert "keras-initx" in completed.stdout
+    assert (
+        "keras_initx initializers" in completed.stdout or "usage: keras-initx" in completed.stdout
+    )
+
+
+def test_startup_filter_drops_info_records_and_keeps_warnings():
+    # In a process without TensorFlow, as on the first import (the module is loaded from its
+    # file: importing the package would import TensorFlow first): INFO records (with their
+    # continuation lines) go, warnings and Python warnings stay, in order.
+    path = os.path.join(os.path.dirname(keras_initx.__file__), "_startup.py")
+    script = (
+        "import importlib.util, os\n"
+        f"spec = importlib.util.spec_from_file_location('startup', {path!r})\n"
+        "startup = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(startup)\n"
+        "with startup.native_startup_filtered():\n"
+        "    os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called are "
+        "written to STDERR\\n'\n"
+        "             b'I0000 00:00:1.5   7 cpu_feature_guard.cc:227] Optimized\\n'\n"
+        "             b'To enable the following instructions: AVX2\\n'\n"
+        "             b'W0000 00:00:1.6   7 gpu.cc:3] no GPU\\n'\n"
+        "             b'x.py:3: UserWarning: careful\\n'\n"
+        "             b'I0000 00:00:1.7   7 port.cc:153] oneDNN on\\n')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert (
+        completed.stderr == "W0000 00:00:1.6   7 gpu.cc:3] no GPU\nx.py:3: UserWarning: careful\n"
+    )

@@ -13,7 +13,8 @@ import keras
 from keras import ops
 
 from keras_initx.initializers._axes import FanAxesInitializer, check_axes
-from keras_initx.initializers._checks import check_float_dtype, sampling_dtype
+from keras_initx.initializers._dtypes import sampling_dtype
+from keras_initx.validation import check_float_dtype
 
 __all__ = ["LecunOneOverSqrtD", "SigmoidGlorotNormal", "SigmoidGlorotUniform"]
 
