@@ -26,6 +26,7 @@ with native_startup_filtered():
         list_initializers,
         orthogonal_matrix,
     )
+from keras_initx.diagnose import diagnose, format_findings  # pure pandas: cheap to import
 from keras_initx.gains import calculate_gain, compute_fans
 
 if TYPE_CHECKING:  # what the lazy names resolve to, for type checkers and editors
@@ -33,7 +34,6 @@ if TYPE_CHECKING:  # what the lazy names resolve to, for type checkers and edito
     from keras_initx.callbacks import LayerStats
     from keras_initx.capture import build_probe
     from keras_initx.comparison import TrainingComparison, compare_training
-    from keras_initx.diagnose import diagnose, format_findings
     from keras_initx.jacobian import JacobianSpectrum, MeanField, jacobian_spectrum, mean_field
     from keras_initx.pretrain import pretrain_layerwise
     from keras_initx.propagation import SignalPropagation, signal_propagation
@@ -58,9 +58,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "compare_training": ("keras_initx.comparison", "compare_training"),
     "depth_sweep": ("keras_initx.sweep", "depth_sweep"),
     "depth_table": ("keras_initx.tables", "depth_table"),
-    "diagnose": ("keras_initx.diagnose", "diagnose"),
     "experiments": ("keras_initx.experiments", None),
-    "format_findings": ("keras_initx.diagnose", "format_findings"),
     "jacobian_spectrum": ("keras_initx.jacobian", "jacobian_spectrum"),
     "lsuv": ("keras_initx.unit_variance", "lsuv"),
     "mean_field": ("keras_initx.jacobian", "mean_field"),

@@ -30,6 +30,7 @@ import keras
 
 from keras_initx.initializers import list_initializers
 from keras_initx.unit_variance import lsuv
+from keras_initx.validation import check_one_of
 
 __all__ = [
     "InitializerLike",
@@ -318,8 +319,4 @@ def _spec_error(spec: str, expected: str) -> str:
 
 def check_activation(activation: str) -> None:
     """Raise a `ValueError` naming `activation` unless it is a Keras activation name."""
-    if not isinstance(activation, str) or activation not in known_activations():
-        raise ValueError(
-            f"Invalid value for argument `activation`. Received: activation={activation!r}. "
-            f"Expected one of: {', '.join(known_activations())}."
-        )
+    check_one_of("activation", activation, known_activations())

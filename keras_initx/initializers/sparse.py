@@ -78,15 +78,7 @@ class Sparse(keras.initializers.RandomNormal, FanAxesInitializer):
                 )
             check_int("num_nonzero", num_nonzero, 1)
             num_nonzero, sparsity = int(num_nonzero), None
-        if isinstance(stddev, str):
-            if stddev != "auto":
-                raise ValueError(
-                    "Invalid value for argument `stddev`. "
-                    f"Received: stddev={stddev!r}. Expected a non-negative number or 'auto'."
-                )
-        else:
-            check_number("stddev", stddev, low=0, high=math.inf, high_inclusive=False)
-            stddev = float(stddev)
+        stddev = _checked_stddev(stddev)
         input_axes, output_axes = check_axes(input_axes, output_axes)
         super().__init__(mean=0.0, stddev=stddev, seed=seed)
         self.sparsity = sparsity
@@ -153,3 +145,16 @@ class Sparse(keras.initializers.RandomNormal, FanAxesInitializer):
             "seed": super().get_config()["seed"],
             **self.axes_config(),
         }
+
+
+def _checked_stddev(stddev: object) -> float | str:
+    """`'auto'` or a finite number >= 0, as a float."""
+    if isinstance(stddev, str):
+        if stddev != "auto":
+            raise ValueError(
+                "Invalid value for argument `stddev`. "
+                f"Received: stddev={stddev!r}. Expected a non-negative number or 'auto'."
+            )
+        return stddev
+    check_number("stddev", stddev, low=0, high=math.inf, high_inclusive=False)
+    return float(stddev)
