@@ -248,6 +248,10 @@ def test_bad_arguments():
         depth_sweep(["zeros", "zeros"])
     with pytest.raises(ValueError, match="an empty collection"):
         depth_sweep([])
+    with pytest.raises(ValueError, match="bins=1. Expected an int >= 2"):
+        depth_sweep("glorot_uniform", bins=1)
+    with pytest.raises(TypeError, match="gradients='no' of type str. Expected True or False"):
+        depth_sweep("glorot_uniform", gradients="no")
 
 
 def test_a_sweep_row_is_the_layer_stats_step_0_row():
