@@ -3,8 +3,9 @@
 Importing the package registers every initializer under its string names, so
 `keras.layers.Dense(64, kernel_initializer="lecun_1_over_sqrt_d")` works and saved models reload
 without `custom_objects`. The rest of the API is imported on first use (PEP 562 `__getattr__`):
-`import keras_initx` loads Keras (for the registration) but not matplotlib, the experiments or
-the command line.
+`import keras_initx` loads Keras (for the registration; Keras itself loads TensorFlow and
+matplotlib) and `diagnose` (pure pandas), but not the measuring code, the experiments, the plots
+or the command line.
 """
 
 from __future__ import annotations
