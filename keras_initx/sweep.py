@@ -132,21 +132,24 @@ def depth_sweep(
     x = rng.standard_normal((n_samples, input_dim)).astype("float32")
     backward_seed = rng.standard_normal((n_samples, width)).astype("float32") if gradients else None
     tensors = _FORWARD_TENSORS + (_BACKWARD_TENSORS if gradients else ())
-    frames, counts = [], []
+
+    def build(init: InitializerLike) -> keras.Model:
+        return _dense_stack(init, depth, width, activation, input_dim, use_bias)
+
+    probe, frames, counts = None, [], []
     for label, init in labelled.items():
-        model = seeded_model(
-            init,
-            lambda i: _dense_stack(i, depth, width, activation, input_dim, use_bias),
-            x,
-            seed,
-        )
-        probe = build_probe(
-            model,
-            tensors,
-            loss=_backward_loss if gradients else None,
-            histogram_bins=bins,
-            histograms=histograms,
-        )
+        weights = seeded_model(init, build, x, seed).get_weights()
+        if probe is None:
+            # One probe for every initializer: traced once (most of a probe's cost), each
+            # initializer's weights are then loaded into the same model.
+            probe = build_probe(
+                build("zeros"),
+                tensors,
+                loss=_backward_loss if gradients else None,
+                histogram_bins=bins,
+                histograms=histograms,
+            )
+        probe.model.set_weights(weights)
         result = probe(x, backward_seed)
         rows = result_rows(result, step=0)
         rows.insert(0, "initializer", label)
