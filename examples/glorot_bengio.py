@@ -10,7 +10,8 @@ keeps both about constant. Five tanh layers of 1000 units as in the paper. Run:
 import os
 
 from keras_initx import plots
-from keras_initx.experiments import depth_sweep, sweep_table
+from keras_initx.sweep import depth_sweep
+from keras_initx.tables import sweep_table
 
 from _common import parse_args
 
@@ -21,12 +22,13 @@ initializers = {
     "standard U(-1/sqrt(n), 1/sqrt(n))": "lecun_1_over_sqrt_d",
     "normalized (Glorot)": "glorot_uniform",
 }
-frame = depth_sweep(initializers, depth=5, width=width, n_samples=samples)
+sweep = depth_sweep(initializers, depth=5, width=width, n_samples=samples)
+frame = sweep_table(sweep.frame)
 frame["activation_var"] = frame["activation_std"] ** 2
 frame["gradient_var"] = frame["gradient_std"] ** 2
 for column in ("activation_var", "gradient_var"):
     print(f"\n{column} per layer")
-    print(sweep_table(frame, column).round(5))
+    print(frame.pivot(index="layer", columns="initializer", values=column).round(5))
 path = os.path.join(args.out, "variance_per_layer.png")
 plots.plot_depth_sweep(frame, ["activation_var", "gradient_var"], path=path)
 print(f"\nfigure: {path}")

@@ -17,7 +17,7 @@ import pandas as pd
 from sklearn.datasets import load_digits
 
 from keras_initx.capture import build_probe
-from keras_initx.lsuv import lsuv
+from keras_initx.unit_variance import lsuv
 
 from _common import parse_args
 

@@ -10,20 +10,21 @@ import os
 
 from keras_initx import plots
 from keras_initx.diagnosis import diagnose, format_findings
-from keras_initx.experiments import depth_sweep, sweep_table
+from keras_initx.sweep import depth_sweep
+from keras_initx.tables import depth_table, sweep_table
 
 from _common import parse_args
 
 args = parse_args(__doc__, "runs/examples/relu")
 depth, width, samples = (3, 20, 50) if args.smoke else (10, 500, 1000)
 
-frame = depth_sweep(["glorot_normal", "he_normal", "lsuv"], depth=depth, width=width,
+sweep = depth_sweep(["glorot_normal", "he_normal", "lsuv"], depth=depth, width=width,
                     n_samples=samples, activation="relu")  # fmt: skip
-std = sweep_table(frame, "activation_std")
+std = depth_table(sweep.frame, "activation_std")
 print(std.round(4))
 ratio = std.loc[depth] / std.loc[1]
 print(f"\nstd(layer {depth}) / std(layer 1):\n{ratio.round(3).to_string()}")
-print("\n" + format_findings(diagnose(frame), max_per_group=2))
+print("\n" + format_findings(diagnose(sweep.frame), max_per_group=2))
 path = os.path.join(args.out, "relu_std_vs_depth.png")
-plots.plot_depth_sweep(frame, path=path)
+plots.plot_depth_sweep(sweep_table(sweep.frame), path=path)
 print(f"figure: {path}")

@@ -10,7 +10,8 @@ import os
 
 from keras_initx import plots
 from keras_initx.diagnosis import diagnose, format_findings
-from keras_initx.experiments import depth_sweep, sweep_table
+from keras_initx.sweep import depth_sweep
+from keras_initx.tables import depth_table, sweep_table
 
 from _common import parse_args
 
@@ -23,16 +24,16 @@ initializers = {
     "glorot_normal": "glorot_normal",
 }
 for activation, extra in (("tanh", {}), ("sigmoid", {"sigmoid_glorot": "sigmoid_glorot_uniform"})):
-    frame = depth_sweep(
+    sweep = depth_sweep(
         {**initializers, **extra}, depth=5, width=50, input_dim=100, activation=activation,
         n_samples=samples,
     )  # fmt: skip
     print(f"\n== {activation}: activation std per layer")
-    print(sweep_table(frame, "activation_std").round(4))
+    print(depth_table(sweep.frame, "activation_std").round(4))
     print(f"\n== {activation}: fraction of saturated activations")
-    print(sweep_table(frame, "frac_saturated").round(3))
+    print(depth_table(sweep.frame, "frac_saturated").round(3))
     print(f"\n== {activation}: diagnosis")
-    print(format_findings(diagnose(frame), max_per_group=2))
+    print(format_findings(diagnose(sweep.frame), max_per_group=2))
     path = os.path.join(args.out, f"{activation}.png")
-    plots.plot_depth_sweep(frame, path=path)
+    plots.plot_depth_sweep(sweep_table(sweep.frame), path=path)
     print(f"figure: {path}")

@@ -1,7 +1,7 @@
 """The width check (muP's coordinate check) on the digits MLP: Glorot, He, LeCun and a muP-style
 readout.
 
-`keras_initx.experiments.width_sweep` builds 64 -> width tanh -> width tanh -> 10 logits at
+`keras_initx.width_sweep` builds 64 -> width tanh -> width tanh -> 10 logits at
 several widths, trains 3 SGD steps on one fixed digits batch and records each layer's coordinate
 size (rms of the entries) per step. Under the standard parametrization (fan_in init, one learning
 rate) the logits grow with width once training starts: the readout's update adds
@@ -19,7 +19,7 @@ import keras
 import pandas as pd
 
 from keras_initx import plots
-from keras_initx.experiments import width_sweep
+from keras_initx.width import width_sweep
 
 from _common import parse_args
 

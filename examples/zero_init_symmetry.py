@@ -11,7 +11,7 @@ why output weights alone may start at zero). Run:
 import os
 
 from keras_initx import plots
-from keras_initx.experiments import compare_training
+from keras_initx.comparison import compare_training
 
 from _common import parse_args
 

@@ -26,12 +26,11 @@ from keras_initx.capture import (
     build_probe,
     check_arguments,
     check_layer_filters,
-    input_mismatch,
 )
 from keras_initx.diagnosis import diagnose, format_findings
 from keras_initx.sinks import FrameSink, TensorBoardSink, result_rows
 from keras_initx.stats import DEFAULT_BINS, STAT_NAMES
-from keras_initx.validation import check_backend, check_bool, check_int
+from keras_initx.validation import check_backend, check_bool, check_int, input_mismatch
 
 __all__ = ["LayerStats", "log_spaced_steps"]
 

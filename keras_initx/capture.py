@@ -74,7 +74,6 @@ __all__ = [
     "check_arguments",
     "check_layer_filters",
     "find_layers",
-    "input_mismatch",
     "recording",
 ]
 
@@ -418,44 +417,6 @@ def _validated_names(value: Sequence[str] | None, argument: str, allowed: Sequen
             f"(unknown: {unknown}). Expected a non-empty list of names from {sorted(allowed)}."
         )
     return tuple(v for v in allowed if v in value)
-
-
-def _shape_of(value: Any) -> tuple:
-    return tuple(value.shape) if isinstance(value, tf.Tensor) else tuple(np.shape(value))
-
-
-def input_mismatch(model: keras.Model, x: Any) -> tuple[Any, Any] | None:
-    """`(received, expected)` shapes when batch `x` does not fit the model's declared inputs.
-
-    `x` is one array, a list/tuple of arrays, or a dict keyed by input name (its keys must already
-    be the input names). A `None` dimension of an input accepts any size. Single-input shapes
-    are tuples, several inputs give lists of tuples.
-
-    Returns:
-        None when `x` fits, or when the model declares no inputs yet (a subclassed model never
-        called: its first call will tell).
-    """
-    try:
-        inputs = model.inputs
-    except (AttributeError, ValueError):
-        return None
-    if not inputs:
-        return None
-    expected = [tuple(i.shape) for i in inputs]
-    if isinstance(x, dict):
-        received = [_shape_of(x[i.name]) for i in inputs]
-    else:
-        received = [_shape_of(v) for v in (x if isinstance(x, list | tuple) else [x])]
-    fits = len(received) == len(expected) and all(
-        len(r) == len(e) and all(d is None or d == s for d, s in zip(e, r, strict=True))
-        for r, e in zip(received, expected, strict=True)
-    )
-    if fits:
-        return None
-    return (
-        received[0] if len(received) == 1 else received,
-        expected[0] if len(expected) == 1 else expected,
-    )
 
 
 def check_arguments(

@@ -91,8 +91,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    # Before TensorFlow is imported (lazily, by the commands): its C++ INFO/WARNING chatter.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         return args.run(args)
     except (ValueError, TypeError, FileNotFoundError, NotADirectoryError) as error:
@@ -205,22 +203,20 @@ def _labelled(specs: Sequence[str]) -> dict[str, str]:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from keras_initx import experiments, plots
+    from keras_initx import plots
     from keras_initx.diagnosis import diagnose, format_findings
+    from keras_initx.specs import check_activation, resolve_initializers
+    from keras_initx.sweep import SEED_001_INITIALIZERS, depth_sweep
 
-    specs = _labelled(args.init) if args.init else experiments.SEED_001_INITIALIZERS
-    experiments.resolve_initializers(specs)  # fail on a typo before any model is built
-    if args.activation not in experiments.known_activations():
-        raise ValueError(
-            f"unknown activation {args.activation!r}; known: "
-            f"{', '.join(experiments.known_activations())}"
-        )
+    specs = _labelled(args.init) if args.init else SEED_001_INITIALIZERS
+    resolve_initializers(specs)  # fail on a typo before any model is built
+    check_activation(args.activation)
     print(
         f"Depth sweep: {args.depth} {args.activation} layers of {args.width} units, "
         f"{args.samples} standard-normal inputs, {len(specs)} initializers.",
         flush=True,
     )
-    frame, histograms = experiments.depth_sweep(
+    sweep = depth_sweep(
         specs,
         depth=args.depth,
         width=args.width,
@@ -231,14 +227,14 @@ def _sweep(args: argparse.Namespace) -> int:
         gradients=not args.no_gradients,
         histograms=True,
     )
-    findings = diagnose(frame)
-    written = _write_sweep(args.out, "sweep", frame, histograms, plots)
+    findings = diagnose(sweep.frame)
+    written = _write_sweep(args.out, "sweep", sweep, plots)
     written.append(_write_findings(args.out, "diagnosis", findings))
     print("\nActivation std per layer (rows: layer):")
-    print(_table(frame, "activation_std"))
-    if "gradient_std" in frame:
+    print(_table(sweep.frame, "activation_std"))
+    if not args.no_gradients:
         print("\nBack-propagated gradient std per layer:")
-        print(_table(frame, "gradient_std"))
+        print(_table(sweep.frame, "gradient_std"))
     print("\nDiagnosis:")
     print(format_findings(findings))
     _print_written(written)
@@ -248,8 +244,10 @@ def _sweep(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from keras_initx import experiments, plots
+    from keras_initx import plots
+    from keras_initx.comparison import compare_training
     from keras_initx.diagnosis import diagnose, format_findings
+    from keras_initx.sweep import depth_sweep
 
     out = args.out
     tensorboard = os.path.join(out, "tensorboard")
@@ -263,15 +261,13 @@ def _demo(args: argparse.Namespace) -> int:
     findings = []
 
     for activation, specs in (("tanh", DEMO_TANH), ("relu", DEMO_RELU)):
-        frame, histograms = experiments.depth_sweep(
-            specs, activation=activation, seed=args.seed, histograms=True, **sizes
-        )
-        found = diagnose(frame)
+        sweep = depth_sweep(specs, activation=activation, seed=args.seed, histograms=True, **sizes)
+        found = diagnose(sweep.frame)
         findings.append(found.assign(source=f"depth sweep ({activation})"))
-        written += _write_sweep(out, f"sweep_{activation}", frame, histograms, plots)
+        written += _write_sweep(out, f"sweep_{activation}", sweep, plots)
         progress.step(
             f"depth sweep, {sizes['depth']} {activation} layers of {sizes['width']} units x "
-            f"{len(frame.initializer.unique())} initializers: {len(found)} findings"
+            f"{len(specs)} initializers: {len(found)} findings"
         )
 
     spectra = _demo_jacobian(sizes, args.seed)
@@ -288,7 +284,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     runs = []
     for label, spec in training.items():
-        result = experiments.compare_training(
+        result = compare_training(
             {label: spec}, epochs=epochs, seed=args.seed, log_dir=tensorboard
         )
         runs.append(result)
@@ -340,8 +336,8 @@ def _demo_jacobian(sizes: dict[str, int], seed: int) -> dict[str, Any]:
     import numpy as np
     import pandas as pd
 
-    from keras_initx.experiments import parse_initializer
     from keras_initx.jacobian import jacobian_spectrum
+    from keras_initx.specs import parse_initializer
 
     depth, width = sizes["depth"], sizes["width"]
     x = np.random.default_rng(seed).standard_normal((DEMO_JACOBIAN_EXAMPLES, width))
@@ -472,8 +468,8 @@ def _random_inputs(model: Any, batch: int, seed: int) -> Any:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from keras_initx.experiments import known_initializers
     from keras_initx.initializers import list_initializers
+    from keras_initx.specs import known_initializers
 
     described = list_initializers(data_driven=False)
     data_driven = {k: v for k, v in list_initializers().items() if k not in described}
@@ -492,13 +488,18 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_sweep(
-    out: str, stem: str, frame: Any, histograms: Any, plots: Any
-) -> list[tuple[str, str]]:
+def _write_sweep(out: str, stem: str, sweep: Any, plots: Any) -> list[tuple[str, str]]:
+    from keras_initx.tables import histogram_table, sweep_table
+
+    table = sweep_table(sweep.frame)
+    histograms = histogram_table(sweep.frame, sweep.histograms)
     return [
-        _csv(frame, _path(out, f"{stem}.csv"), "per-layer activation/gradient statistics"),
+        _csv(sweep.frame, _path(out, f"{stem}.csv"), "per-layer statistics (LayerStats "
+             "columns + initializer)"),
+        _csv(table, _path(out, f"{stem}_table.csv"), "one row per (initializer, layer): "
+             "activation_std, gradient_std, ..."),
         _csv(histograms, _path(out, f"{stem}_histograms.csv"), "activation histogram counts"),
-        _png(plots.plot_depth_sweep(frame), _path(out, f"{stem}.png"),
+        _png(plots.plot_depth_sweep(table), _path(out, f"{stem}.png"),
              "std against depth: activations and gradients"),
         _png(plots.plot_histograms(histograms), _path(out, f"{stem}_histograms.png"),
              "activation histograms per layer (seed 001 figure)"),
@@ -535,9 +536,9 @@ def _log_demo(
 
 
 def _table(frame: Any, column: str) -> str:
-    from keras_initx.experiments import sweep_table
+    from keras_initx.tables import depth_table
 
-    return sweep_table(frame, column).to_string(float_format="{:.6f}".format)
+    return depth_table(frame, column).to_string(float_format="{:.6f}".format)
 
 
 def _path(out: str, *parts: str) -> str:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 from collections.abc import Callable, Sequence
 
 import numpy as np
 from numpy.polynomial.hermite import hermgauss
+
+from keras_initx.validation import check_number
 
 __all__ = [
     "calculate_gain",
@@ -190,13 +191,8 @@ def calculate_gain(nonlinearity: str | Callable, param: float | None = None) -> 
     name = _ALIASES.get(name, name)
     if name == "leaky_relu":
         slope = _DEFAULT_LEAKY_SLOPE if param is None else param
-        # numbers.Real: NumPy scalars (np.float32(0.2)) are what Keras users often pass.
-        is_number = isinstance(slope, numbers.Real) and not isinstance(slope, bool | np.bool_)
-        if not is_number or not math.isfinite(slope):
-            raise ValueError(
-                "Invalid value for argument `param`. "
-                f"Received: param={param!r}. Expected a finite number (the negative slope)."
-            )
+        # The negative slope: any finite number, NumPy scalars included (np.float32(0.2)).
+        check_number("param", slope, low_inclusive=False, high_inclusive=False)
         return math.sqrt(2.0 / (1.0 + float(slope) ** 2))
     if name in _TORCH_GAINS:
         return _TORCH_GAINS[name]
@@ -224,16 +220,7 @@ def resolve_gain(gain: float | str, argument: str = "gain") -> float:
                 "Expected a non-negative number or an activation name, one of: "
                 f"{', '.join(known_nonlinearities())}."
             ) from None
-    if isinstance(gain, bool) or not isinstance(gain, (int, float)):
-        raise TypeError(
-            f"Invalid type for argument `{argument}`. Received: {argument}={gain!r} of type "
-            f"{type(gain).__name__}. Expected a number or an activation name."
-        )
-    if not math.isfinite(gain) or gain < 0:
-        raise ValueError(
-            f"Invalid value for argument `{argument}`. Received: {argument}={gain!r}. "
-            "Expected a finite, non-negative number."
-        )
+    check_number(argument, gain, low=0, high=math.inf, high_inclusive=False)
     return float(gain)
 
 

@@ -1,7 +1,8 @@
 """Pictures of initialization: std against depth, histograms per layer, training curves, heat maps.
 
-Every function takes a DataFrame (a `depth_sweep` frame, its histograms, a `compare_training`
-history or a `LayerStats` frame), so a saved CSV can be plotted without TensorFlow. Single-axes
+Every function takes a DataFrame (a depth sweep's `keras_initx.tables.sweep_table` or
+`histogram_table`, a `compare_training` history or a `LayerStats` frame), so a saved CSV can be
+plotted without running TensorFlow. Single-axes
 plots take `ax=None` and return the Axes; multi-panel plots return the Figure. With `path=...`
 the figure is also written as a PNG (parent folders created).
 
@@ -73,7 +74,8 @@ def plot_std_vs_depth(
     """One line per initializer: `quantity` against layer depth (seed 001, Glorot & Bengio).
 
     Args:
-        frame: a `depth_sweep` frame (`initializer`, `layer`, `quantity` columns).
+        frame: a `keras_initx.tables.sweep_table` of a depth sweep (`initializer`, `layer`,
+            `quantity` columns).
         quantity: the column to plot, e.g. `activation_std`, `gradient_std`, `activation_mean`.
         ax: Axes to draw on; a new figure when None.
         log: logarithmic y axis (std spans decades when a signal vanishes or explodes); values
@@ -112,7 +114,7 @@ def plot_depth_sweep(
     """Side-by-side std-against-depth panels: activations and back-propagated gradients.
 
     Args:
-        frame: a `depth_sweep` frame.
+        frame: a `keras_initx.tables.sweep_table` of a depth sweep.
         quantities: columns, one panel each; default `activation_std` and, when present,
             `gradient_std`.
         log: logarithmic y axes.
@@ -143,8 +145,8 @@ def plot_histograms(
     """Activation histograms, one panel per layer in a row, one row per initializer (seed 001).
 
     Args:
-        histograms: the histogram frame of `depth_sweep(..., histograms=True)` (`initializer`,
-            `layer`, `bin_left`, `bin_right`, `count`).
+        histograms: `keras_initx.tables.histogram_table` of a `depth_sweep(...,
+            histograms=True)` (`initializer`, `layer`, `bin_left`, `bin_right`, `count`).
         initializers: which initializers (rows) to draw, in order; default all, in frame order.
         path: also save as PNG.
 

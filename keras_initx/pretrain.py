@@ -13,8 +13,7 @@ import numpy as np
 import pandas as pd
 
 from keras_initx.capture import LayerInfo, find_layers
-from keras_initx.lsuv import check_model_input
-from keras_initx.validation import check_int, check_number
+from keras_initx.validation import check_int, check_model_input, check_number
 
 __all__ = ["PRETRAIN_COLUMNS", "pretrain_layerwise"]
 

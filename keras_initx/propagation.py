@@ -25,9 +25,10 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from keras_initx.capture import build_probe, input_mismatch
+from keras_initx.capture import build_probe
 from keras_initx.diagnosis import diagnose, format_findings
 from keras_initx.sinks import result_rows
+from keras_initx.validation import input_mismatch
 
 __all__ = ["SignalPropagation", "random_readout_loss", "signal_propagation"]
 

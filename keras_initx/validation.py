@@ -1,19 +1,39 @@
-"""Checks for the backend and for int and number arguments, shared by every keras_initx module
-(one place each).
+"""Argument checks shared by every keras_initx module (one place each).
 
-Pure Python at the bottom of the package: it imports nothing from keras_initx, so any module
-(initializers included) can use it. Both checks raise as soon as they are called, with the
-message form "Invalid value for argument `x`. Received: x=... . Expected ...".
+Numbers, ints, bools and choices (`check_int`, `check_number`, `check_bool`, `check_one_of`);
+kernel shapes and dtypes for the initializers (`check_kernel_shape`, `check_float_dtype`); the
+backend (`check_backend`); a data batch against a model's inputs (`input_mismatch`,
+`check_model_input`). Each raises as soon as it is called, with the message form "Invalid value
+for argument `x`. Received: x=... . Expected ...".
+
+At the bottom of the package: it imports nothing from keras_initx, and Keras only inside the
+checks that need it, so the pure-pandas modules (`diagnose`, `tables`) use it without loading
+TensorFlow.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-__all__ = ["check_backend", "check_bool", "check_int", "check_number"]
+if TYPE_CHECKING:
+    import keras
+
+__all__ = [
+    "check_backend",
+    "check_bool",
+    "check_float_dtype",
+    "check_int",
+    "check_kernel_shape",
+    "check_model_input",
+    "check_number",
+    "check_one_of",
+    "input_mismatch",
+]
 
 
 def check_int(argument: str, value: object, minimum: int) -> None:
@@ -89,6 +109,148 @@ def check_number(
     too_high = value > high or (value == high and not high_inclusive)
     if math.isnan(value) or too_low or too_high:
         raise ValueError(_value_message(argument, value, expected))
+
+
+def check_one_of(argument: str, value: object, allowed: Sequence[str]) -> None:
+    """Check that `value` is one of the names `allowed` (a typo lists them all).
+
+    Raises:
+        ValueError: naming `argument`, when `value` is not in `allowed`.
+    """
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(_value_message(argument, value, f"one of: {', '.join(allowed)}"))
+
+
+def check_kernel_shape(
+    shape: Sequence[int],
+    min_rank: int = 2,
+    kind: str = "kernel",
+    layout: str = "(fan_in, units) or (*kernel_size, in_channels, filters)",
+) -> tuple[int, ...]:
+    """Return `shape` as a tuple of ints, or raise a `ValueError` when its rank is below
+    `min_rank`.
+
+    Initializers that reason about a unit's incoming weights need Keras' kernel layout
+    `(..., in, out)`, i.e. rank >= 2; convolution-only ones ask for more. `kind` and `layout`
+    say, in the message, which shape was expected.
+    """
+    shape = tuple(int(d) for d in shape)
+    if len(shape) < min_rank:
+        raise ValueError(
+            "Invalid value for argument `shape`. "
+            f"Received: shape={shape} of rank {len(shape)}. "
+            f"Expected a {kind} shape of rank >= {min_rank}: {layout}."
+        )
+    return shape
+
+
+def check_float_dtype(dtype: object) -> str:
+    """Standardize `dtype` (`None` means `keras.config.floatx()`) and reject non-float dtypes.
+
+    Raises:
+        ValueError: naming `dtype` when it is unknown or not a floating-point dtype; an integer
+            kernel drawn from a continuous distribution would silently round to zeros.
+    """
+    import keras
+
+    try:
+        standard = keras.backend.standardize_dtype(dtype)
+    except (ValueError, TypeError):
+        standard = None
+    if standard is None or not keras.backend.is_float_dtype(standard):
+        raise ValueError(
+            "Invalid value for argument `dtype`. "
+            f"Received: dtype={dtype!r}. "
+            "Expected a floating-point dtype: one of bfloat16, float16, float32, float64."
+        )
+    return standard
+
+
+def input_mismatch(model: keras.Model, x: Any) -> tuple[Any, Any] | None:
+    """`(received, expected)` shapes when batch `x` does not fit the model's declared inputs.
+
+    `x` is one array, a list/tuple of arrays, or a dict keyed by input name (its keys must already
+    be the input names). A `None` dimension of an input accepts any size. Single-input shapes
+    are tuples, several inputs give lists of tuples.
+
+    Returns:
+        None when `x` fits, or when the model declares no inputs yet (a subclassed model never
+        called: its first call will tell).
+    """
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        return None
+    if not inputs:
+        return None
+    expected = [tuple(i.shape) for i in inputs]
+    if isinstance(x, dict):
+        received = [_shape_of(x[i.name]) for i in inputs]
+    else:
+        received = [_shape_of(v) for v in (x if isinstance(x, list | tuple) else [x])]
+    fits = len(received) == len(expected) and all(
+        len(r) == len(e) and all(d is None or d == s for d, s in zip(e, r, strict=True))
+        for r, e in zip(received, expected, strict=True)
+    )
+    if fits:
+        return None
+    return (
+        received[0] if len(received) == 1 else received,
+        expected[0] if len(expected) == 1 else expected,
+    )
+
+
+def check_model_input(model: keras.Model, x: Any, argument: str = "x") -> Any:
+    """Check that batch `x` fits a single-input `model`, building an unbuilt model from it.
+
+    Returns `x` as a float32 NumPy array for single-input models; inputs of multi-input models
+    are returned unchanged (Keras checks them when the model runs).
+
+    Raises:
+        TypeError: `model` is not a `keras.Model`.
+        ValueError: naming `argument`, when `x` is empty, not finite, or its shape does not fit
+            the model's input.
+    """
+    import keras
+
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            "Invalid type for argument `model`. "
+            f"Received: model of type {type(model).__name__}. Expected a keras.Model."
+        )
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        inputs = None  # a subclassed model declares no inputs
+    if model.built and inputs is not None and len(inputs) != 1:
+        return x
+    x = np.asarray(x, dtype="float32")
+    if x.ndim < 2 or len(x) == 0:
+        raise ValueError(
+            f"Invalid value for argument `{argument}`. Received: {argument} with shape "
+            f"{x.shape}. Expected a non-empty batch, shape (n, features...)."
+        )
+    bad = int(np.size(x) - np.isfinite(x).sum())
+    if bad:
+        # NaN in would become NaN kernels: data-driven initializations need finite data.
+        raise ValueError(
+            f"Invalid value for argument `{argument}`. Received: {argument} with {bad} NaN/Inf "
+            "values. Expected finite inputs."
+        )
+    if not model.built:
+        model.build((None, *x.shape[1:]))
+    mismatch = input_mismatch(model, x)
+    if mismatch is not None:
+        raise ValueError(
+            f"Invalid value for argument `{argument}`. Received: {argument} with shape "
+            f"{x.shape}. Expected shape {mismatch[1]} (the model's input)."
+        )
+    return x
+
+
+def _shape_of(value: Any) -> tuple:
+    shape = getattr(value, "shape", None)  # NumPy arrays and tensors
+    return tuple(shape) if shape is not None else tuple(np.shape(value))
 
 
 def _describe_range(low: float, high: float, low_inclusive: bool, high_inclusive: bool) -> str:

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from keras_initx.capture import build_probe
+from keras_initx.comparison import train_val_split
 from keras_initx.sinks import COLUMNS, result_rows
 from keras_initx.validation import check_int
 
@@ -63,7 +64,7 @@ def width_sweep(
         widths: two or more distinct widths (ints >= 1), e.g. `[64, 128, 256, 512, 1024]`.
         steps: training steps after the initialization (>= 0).
         data: `"digits"` (scikit-learn's digits, standardized, the first `batch_size` training
-            examples of `keras_initx.experiments`' split) or `(x, y)`, of which the first
+            examples of `keras_initx.comparison.train_val_split`) or `(x, y)`, of which the first
             `batch_size` rows are the fixed batch.
         batch_size: rows of the fixed batch.
         optimizer: a factory `() -> Optimizer` (a fresh one per width) or a Keras optimizer
@@ -141,11 +142,7 @@ def _checked_widths(widths: Sequence[int]) -> list[int]:
 
 def _fixed_batch(data: str | tuple[Any, Any], batch_size: int, seed: int) -> tuple[Any, Any]:
     if isinstance(data, str):
-        # The standardized digits split `compare_training` uses (imported here: experiments
-        # imports this module).
-        from keras_initx.experiments import _load
-
-        (x, y), _ = _load(data, seed)
+        (x, y), _ = train_val_split(data, seed)  # the split `compare_training` trains on
     elif isinstance(data, tuple) and len(data) == 2:
         x, y = data
     else:

@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import keras_initx
+from keras_initx import LAYER_STATS_COLUMNS
 from keras_initx.cli import main
 
 
@@ -34,13 +36,19 @@ def test_sweep_writes_tables_plots_and_diagnosis(tmp_path, capsys):
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "Depth sweep: 3 tanh layers of 16 units, 40 standard-normal inputs, 2 init" in text
-    frame = pd.read_csv(tmp_path / "sweep.csv")
-    assert frame["initializer"].tolist() == ["small"] * 3 + ["glorot_uniform"] * 3
-    assert frame["layer"].tolist() == [1, 2, 3] * 2
+    frame = pd.read_csv(tmp_path / "sweep.csv")  # the long frame: LayerStats columns
+    assert list(frame.columns) == ["initializer", *LAYER_STATS_COLUMNS]
+    assert frame["initializer"].unique().tolist() == ["small", "glorot_uniform"]
+    table = pd.read_csv(tmp_path / "sweep_table.csv")
+    assert table["initializer"].tolist() == ["small"] * 3 + ["glorot_uniform"] * 3
+    assert table["layer"].tolist() == [1, 2, 3] * 2
+    activations = frame[frame["tensor"] == "activation"]
+    np.testing.assert_allclose(table["activation_std"], activations["std"], rtol=1e-12)
     # The printed table holds the CSV's numbers.
-    first = frame.loc[0, "activation_std"]
+    first = table.loc[0, "activation_std"]
     assert f"{first:.6f}" in text
-    for name in ("sweep.png", "sweep_histograms.png", "sweep_histograms.csv", "diagnosis.csv"):
+    names = ("sweep.png", "sweep_histograms.png", "sweep_histograms.csv", "diagnosis.csv")
+    for name in names:
         assert (tmp_path / name).stat().st_size > 0
     findings = pd.read_csv(tmp_path / "diagnosis.csv")
     assert set(findings.loc[findings["initializer"] == "small", "kind"]) == {"vanishing"}
@@ -52,7 +60,7 @@ def test_sweep_writes_tables_plots_and_diagnosis(tmp_path, capsys):
     [
         (["sweep", "--init", "glorot_unifrom"], "Unknown initializer 'glorot_unifrom'; known: "),
         (["sweep", "--init", "random_normal(stdev=1)"], "RandomNormal rejected the arguments"),
-        (["sweep", "--activation", "tahn"], "unknown activation 'tahn'; known: celu,"),
+        (["sweep", "--activation", "tahn"], "activation='tahn'. Expected one of: celu,"),
         (["report", "does/not/exist"], "run directory 'does/not/exist' does not exist"),
     ],
 )
@@ -123,7 +131,7 @@ def test_demo_writes_everything_it_lists(demo):
     assert status == 0
     written = text.split("\nWritten:\n")[1].split("\n\n")[0].splitlines()
     paths = [line.split()[0] for line in written]
-    assert len(paths) == 8 + 2 + 2 + 4 + 1  # sweeps, Jacobian, heat maps, training, diagnosis
+    assert len(paths) == 10 + 2 + 2 + 4 + 1  # sweeps, Jacobian, heat maps, training, diagnosis
     for path in paths:
         assert os.path.getsize(path) > 0, path
     assert f"tensorboard --logdir {out / 'tensorboard'}" in text
@@ -170,3 +178,48 @@ def test_module_entry_point_error_in_a_subprocess():
     last = completed.stderr.strip().splitlines()[-1]
     assert last.startswith("keras-initx sweep: error: Invalid value for argument `initializers`.")
     assert completed.stdout == ""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["list"]])
+def test_help_and_list_print_no_tensorflow_startup_lines(argv):
+    # TensorFlow's C++ start-up INFO lines ignore TF_CPP_MIN_LOG_LEVEL (absl logs them before
+    # its logging is initialized): run as a user would, without the variable.
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    completed = subprocess.run(
+        [sys.executable, "-m", "keras_initx", *argv],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert completed.returncode == 0
+    assert completed.stderr == ""
+    assert (
+        "keras_initx initializers" in completed.stdout or "usage: keras-initx" in completed.stdout
+    )
+
+
+def test_startup_filter_drops_info_records_and_keeps_warnings():
+    # In a process without TensorFlow, as on the first import (the module is loaded from its
+    # file: importing the package would import TensorFlow first): INFO records (with their
+    # continuation lines) go, warnings and Python warnings stay, in order.
+    path = os.path.join(os.path.dirname(keras_initx.__file__), "_startup.py")
+    script = (
+        "import importlib.util, os\n"
+        f"spec = importlib.util.spec_from_file_location('startup', {path!r})\n"
+        "startup = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(startup)\n"
+        "with startup.native_startup_filtered():\n"
+        "    os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called are "
+        "written to STDERR\\n'\n"
+        "             b'I0000 00:00:1.5   7 cpu_feature_guard.cc:227] Optimized\\n'\n"
+        "             b'To enable the following instructions: AVX2\\n'\n"
+        "             b'W0000 00:00:1.6   7 gpu.cc:3] no GPU\\n'\n"
+        "             b'x.py:3: UserWarning: careful\\n'\n"
+        "             b'I0000 00:00:1.7   7 port.cc:153] oneDNN on\\n')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert (
+        completed.stderr == "W0000 00:00:1.6   7 gpu.cc:3] no GPU\nx.py:3: UserWarning: careful\n"
+    )

@@ -1,16 +1,12 @@
-import importlib
-
 import keras
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.datasets import load_digits
 
+from keras_initx import unit_variance
 from keras_initx.capture import build_probe
-from keras_initx.lsuv import LSUV_COLUMNS, lsuv
-
-# `keras_initx.lsuv` is the function once the package re-exports it; the module is in sys.modules.
-lsuv_module = importlib.import_module("keras_initx.lsuv")
+from keras_initx.unit_variance import LSUV_COLUMNS, lsuv
 
 DEPTH, WIDTH, N_TRAIN, N_BATCH = 20, 32, 1200, 256
 TARGET, TOL = 1.0, 0.1
@@ -74,7 +70,7 @@ def scaled(digits):
     model = deep_tanh_mlp()
     spy = ProbeSpy()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(lsuv_module, "build_probe", spy)
+        patch.setattr(unit_variance, "build_probe", spy)
         frame = lsuv(model, x_train[:N_BATCH], target_std=TARGET, tol=TOL, seed=0)
     print(frame.to_string())
     return model, frame, spy

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -150,3 +153,37 @@ def test_bad_frames(layerstats, sweep):
         plots.plot_layer_heatmap(layerstats, "bias")
     with pytest.raises(TypeError, match="Expected a pandas DataFrame"):
         plots.plot_training_curves({"loss": [1]})
+
+
+def test_plotting_a_saved_sweep_csv_loads_no_experiment_code(tmp_path):
+    # `import keras_initx` must import Keras (it registers the initializers, and Keras imports
+    # TensorFlow and matplotlib itself); what it must not load is the package's own measuring,
+    # experiment and command-line code. Plotting a saved CSV adds only `plots` and `tables`.
+    rows = [
+        {"initializer": label, "layer_index": i, "activation": "tanh", "tensor": tensor,
+         "mean": 0.0, "std": 0.5 ** i * (2 if tensor == "activation_grad" else 1),
+         "frac_saturated": 0.0, "frac_dead_units": 0.0, "nan_count": 0, "inf_count": 0}
+        for label in ("a", "b") for i in range(3) for tensor in ("activation", "activation_grad")
+    ]  # fmt: skip
+    pd.DataFrame(rows).to_csv(tmp_path / "sweep.csv", index=False)
+    script = f"""
+import sys
+import keras_initx
+before = {{m for m in sys.modules if m.startswith("keras_initx")}}
+lazy = {{"keras_initx." + m for m in ("plots", "tables", "sweep", "comparison", "experiments",
+                                      "cli", "capture", "callbacks", "unit_variance")}}
+assert not before & lazy, before & lazy
+import pandas as pd
+from keras_initx import plots, tables
+table = tables.sweep_table(pd.read_csv({str(tmp_path / "sweep.csv")!r}))
+plots.plot_depth_sweep(table, path={str(tmp_path / "sweep.png")!r})
+added = {{m for m in sys.modules if m.startswith("keras_initx")}} - before
+assert added == {{"keras_initx.plots", "keras_initx.tables"}}, added
+print(table["gradient_std"].tolist())
+"""
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == str([2.0, 1.0, 0.5] * 2)
+    assert_png(tmp_path / "sweep.png")

@@ -4,7 +4,15 @@ import re
 import numpy as np
 import pytest
 
-from keras_initx.validation import check_int, check_number
+from keras_initx.validation import (
+    check_float_dtype,
+    check_int,
+    check_kernel_shape,
+    check_model_input,
+    check_number,
+    check_one_of,
+    input_mismatch,
+)
 
 
 @pytest.mark.parametrize("value", [1, 7, np.int64(3), np.int32(1), np.uint8(2)])
@@ -98,3 +106,66 @@ def test_check_number_rejects_non_numbers_with_type_error(value, received):
     )
     with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
         check_number("threshold", value, low=0, high=1)
+
+
+def test_check_one_of_lists_the_allowed_names():
+    assert check_one_of("activation", "tanh", ["relu", "tanh"]) is None
+    message = "Received: activation='tahn'. Expected one of: relu, tanh."
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_one_of("activation", "tahn", ["relu", "tanh"])
+    with pytest.raises(ValueError, match="activation=None"):
+        check_one_of("activation", None, ["relu"])
+
+
+def test_input_mismatch_for_one_list_and_dict_inputs():
+    import keras
+
+    a, b = keras.Input((3,), name="a"), keras.Input((2, None), name="b")
+    single = keras.Model(a, keras.layers.Dense(1)(a))
+    assert input_mismatch(single, np.zeros((5, 3))) is None
+    assert input_mismatch(single, np.zeros((5, 4))) == ((5, 4), (None, 3))
+    double = keras.Model([a, b], [a, b])
+    assert input_mismatch(double, [np.zeros((5, 3)), np.zeros((5, 2, 7))]) is None
+    assert input_mismatch(double, {"a": np.zeros((5, 3)), "b": np.zeros((5, 3, 7))}) == (
+        [(5, 3), (5, 3, 7)],
+        [(None, 3), (None, 2, None)],
+    )
+
+
+def test_check_model_input_builds_and_checks():
+    import keras
+
+    model = keras.Sequential([keras.layers.Dense(2)])
+    x = check_model_input(model, [[1.0, 2.0, 3.0]], "x_batch")
+    assert x.dtype == np.float32 and model.built
+    with pytest.raises(ValueError, match=r"x_batch with shape \(1, 4\)\. Expected shape"):
+        check_model_input(model, np.ones((1, 4)), "x_batch")
+    with pytest.raises(ValueError, match="x_batch with 1 NaN/Inf values"):
+        check_model_input(model, [[1.0, np.nan, 3.0]], "x_batch")
+    with pytest.raises(TypeError, match="model of type Dense"):
+        check_model_input(keras.layers.Dense(2), np.ones((1, 3)))
+
+
+def test_check_kernel_shape_and_float_dtype():
+    assert check_kernel_shape([3, 3, 4, 8], 3) == (3, 3, 4, 8)
+    with pytest.raises(ValueError, match=r"shape=\(5,\) of rank 1\. Expected a kernel shape"):
+        check_kernel_shape((5,))
+    assert check_float_dtype("float16") == "float16"
+    with pytest.raises(ValueError, match="dtype='int32'. Expected a floating-point dtype"):
+        check_float_dtype("int32")
+
+
+def test_validation_imports_no_keras():
+    # The pure-pandas modules (diagnose, tables) use it: Keras is imported inside the checks
+    # that need it only.
+    import ast
+    from pathlib import Path
+
+    import keras_initx.validation as validation
+
+    tree = ast.parse(Path(validation.__file__).read_text())
+    top_level = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
+    names = {a.name for n in top_level for a in n.names} | {
+        n.module for n in top_level if isinstance(n, ast.ImportFrom)
+    }
+    assert "keras" not in names and "tensorflow" not in names

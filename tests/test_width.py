@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from keras_initx import experiments
+from keras_initx.comparison import train_val_split
 from keras_initx.sinks import COLUMNS
 
 BASE_WIDTH = 32
@@ -57,7 +58,7 @@ def test_frame_shape_columns_and_step0_values(sweeps):
     # step 0 is the initialization: recompute the first layer's rms at width 32 by hand
     keras.utils.set_random_seed(0)
     model = digits_mlp(32)
-    (x, _), _ = experiments._load("digits", 0)
+    (x, _), _ = train_val_split("digits", 0)
     hidden = np.tanh(x[:256] @ np.asarray(model.get_layer("hidden_1").kernel))
     row = frame[(frame["width"] == 32) & (frame["step"] == 0) & (frame["layer"] == "hidden_1")]
     assert row["rms"].item() == pytest.approx(np.sqrt(np.mean(hidden**2)), rel=1e-5)

@@ -22,7 +22,7 @@ import numpy as np
 from keras import ops
 
 from keras_initx.gains import compute_fans
-from keras_initx.initializers._checks import check_kernel_shape
+from keras_initx.validation import check_kernel_shape
 
 __all__ = ["FanAxesInitializer", "check_axes", "kernel_layout", "matrix_to_kernel"]
 

@@ -6,8 +6,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_initx.initializers._checks import check_kernel_shape
 from keras_initx.initializers.orthogonal import OrthogonalGain, orthogonal_matrix
+from keras_initx.validation import check_kernel_shape
 
 __all__ = ["DeltaOrthogonal"]
 

@@ -7,8 +7,8 @@ from keras import ops
 
 from keras_initx.gains import resolve_gain
 from keras_initx.initializers._axes import FanAxesInitializer, check_axes, matrix_to_kernel
-from keras_initx.initializers._checks import check_float_dtype, sampling_dtype
-from keras_initx.validation import check_int
+from keras_initx.initializers._dtypes import sampling_dtype
+from keras_initx.validation import check_float_dtype, check_int
 
 __all__ = ["OrthogonalGain", "orthogonal_matrix"]
 

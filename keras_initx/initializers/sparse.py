@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import math
-import numbers
 
 import keras
 from keras import ops
 
 from keras_initx.initializers._axes import FanAxesInitializer, check_axes, matrix_to_kernel
-from keras_initx.initializers._checks import check_float_dtype, sampling_dtype
+from keras_initx.initializers._dtypes import sampling_dtype
+from keras_initx.validation import check_float_dtype, check_int, check_number
 
 __all__ = ["Sparse"]
 
 _DEFAULT_SPARSITY = 0.9
 _INT32_LIMIT = 2**31
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 @keras.saving.register_keras_serializable(package="keras_initx")
@@ -75,7 +71,8 @@ class Sparse(keras.initializers.RandomNormal, FanAxesInitializer):
         output_axes: list[int] | None = None,
     ):
         if num_nonzero is None:
-            sparsity = _check_sparsity(sparsity)
+            check_number("sparsity", sparsity, low=0, high=1, high_inclusive=False)
+            sparsity = float(sparsity)
         else:
             if sparsity not in (None, _DEFAULT_SPARSITY):
                 raise ValueError(
@@ -84,9 +81,9 @@ class Sparse(keras.initializers.RandomNormal, FanAxesInitializer):
                     "Expected sparsity=None (or left at its default) when num_nonzero is given: "
                     "the two are exclusive ways to set the count of non-zero weights."
                 )
-            num_nonzero = _check_num_nonzero(num_nonzero)
-            sparsity = None
-        stddev = _check_stddev(stddev)
+            check_int("num_nonzero", num_nonzero, 1)
+            num_nonzero, sparsity = int(num_nonzero), None
+        stddev = _checked_stddev(stddev)
         input_axes, output_axes = check_axes(input_axes, output_axes)
         super().__init__(mean=0.0, stddev=stddev, seed=seed)
         self.sparsity = sparsity
@@ -155,38 +152,8 @@ class Sparse(keras.initializers.RandomNormal, FanAxesInitializer):
         }
 
 
-def _check_sparsity(sparsity: object) -> float:
-    if not _is_number(sparsity):
-        raise TypeError(
-            "Invalid type for argument `sparsity`. "
-            f"Received: sparsity={sparsity!r} of type {type(sparsity).__name__}. "
-            "Expected a number in [0, 1) (or pass num_nonzero)."
-        )
-    if not 0.0 <= sparsity < 1.0:  # also rejects NaN
-        raise ValueError(
-            "Invalid value for argument `sparsity`. "
-            f"Received: sparsity={sparsity!r}. Expected a number in [0, 1) "
-            "(the fraction of zeros per unit)."
-        )
-    return float(sparsity)
-
-
-def _check_num_nonzero(num_nonzero: object) -> int:
-    if not isinstance(num_nonzero, numbers.Integral) or isinstance(num_nonzero, bool):
-        raise TypeError(
-            "Invalid type for argument `num_nonzero`. "
-            f"Received: num_nonzero={num_nonzero!r} of type {type(num_nonzero).__name__}. "
-            "Expected an integer >= 1 or None."
-        )
-    if num_nonzero < 1:
-        raise ValueError(
-            "Invalid value for argument `num_nonzero`. "
-            f"Received: num_nonzero={num_nonzero!r}. Expected an integer in [1, fan_in]."
-        )
-    return int(num_nonzero)
-
-
-def _check_stddev(stddev: object) -> float | str:
+def _checked_stddev(stddev: object) -> float | str:
+    """`'auto'` or a finite number >= 0, as a float."""
     if isinstance(stddev, str):
         if stddev != "auto":
             raise ValueError(
@@ -194,15 +161,5 @@ def _check_stddev(stddev: object) -> float | str:
                 f"Received: stddev={stddev!r}. Expected a non-negative number or 'auto'."
             )
         return stddev
-    if not _is_number(stddev):
-        raise TypeError(
-            "Invalid type for argument `stddev`. "
-            f"Received: stddev={stddev!r} of type {type(stddev).__name__}. "
-            "Expected a non-negative number or 'auto'."
-        )
-    if not (math.isfinite(stddev) and stddev >= 0):
-        raise ValueError(
-            "Invalid value for argument `stddev`. "
-            f"Received: stddev={stddev!r}. Expected a finite, non-negative number or 'auto'."
-        )
+    check_number("stddev", stddev, low=0, high=math.inf, high_inclusive=False)
     return float(stddev)

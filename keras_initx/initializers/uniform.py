@@ -15,7 +15,8 @@ import keras
 from keras import ops
 
 from keras_initx.initializers._axes import FanAxesInitializer, check_axes
-from keras_initx.initializers._checks import check_float_dtype, check_kernel_shape, sampling_dtype
+from keras_initx.initializers._dtypes import sampling_dtype
+from keras_initx.validation import check_float_dtype, check_kernel_shape
 
 __all__ = ["LecunOneOverSqrtD", "SigmoidGlorotNormal", "SigmoidGlorotUniform"]
 

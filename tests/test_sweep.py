@@ -1,12 +1,17 @@
+"""Tests for keras_initx.sweep (the depth sweep), keras_initx.tables and keras_initx.specs."""
+
 import keras
 import numpy as np
 import pandas as pd
 import pytest
 
-from keras_initx import experiments
+from keras_initx import LAYER_STATS_COLUMNS, LayerStats, specs
 from keras_initx.diagnosis import diagnose
-from keras_initx.experiments import SEED_001_INITIALIZERS, depth_sweep, parse_initializer
 from keras_initx.initializers import LecunOneOverSqrtD, OrthogonalGain
+from keras_initx.specs import parse_initializer
+from keras_initx.stats import DEFAULT_BINS
+from keras_initx.sweep import SEED_001_INITIALIZERS, DepthSweep, depth_sweep
+from keras_initx.tables import SWEEP_TABLE_COLUMNS, depth_table, histogram_table, sweep_table
 
 SMALL, LARGE, XAVIER = SEED_001_INITIALIZERS
 
@@ -22,7 +27,13 @@ SEED_001_STD = {
 
 @pytest.fixture(scope="module")
 def seed_001():
-    return depth_sweep(SEED_001_INITIALIZERS, histograms=True)
+    """`(sweep_table, DepthSweep)` of seed 001's experiment."""
+    sweep = depth_sweep(SEED_001_INITIALIZERS, histograms=True)
+    return sweep_table(sweep.frame), sweep
+
+
+def table(*args, **kwargs):
+    return sweep_table(depth_sweep(*args, **kwargs).frame)
 
 
 def column(frame, label, name):
@@ -30,7 +41,16 @@ def column(frame, label, name):
 
 
 def test_frame_layout(seed_001):
-    frame, _ = seed_001
+    frame, sweep = seed_001
+    assert isinstance(sweep, DepthSweep)
+    assert list(sweep.frame.columns) == ["initializer", *LAYER_STATS_COLUMNS]
+    assert (sweep.frame["step"] == 0).all()
+    assert sweep.frame["tensor"].unique().tolist() == [
+        "activation", "preactivation", "activation_grad", "preactivation_grad",
+    ]  # fmt: skip
+    paths = [f"depth_sweep/dense_{i}" for i in range(1, 11)]
+    assert sweep.frame["layer"].unique().tolist() == paths
+    assert list(frame.columns) == list(SWEEP_TABLE_COLUMNS)
     assert list(frame.columns) == [
         "initializer", "layer", "activation", "activation_mean", "activation_std",
         "preactivation_std", "frac_saturated", "frac_dead_units", "nan_count", "inf_count",
@@ -87,28 +107,34 @@ def test_gradients_follow_glorot_bengio(seed_001):
 
 
 def test_histograms_seed_001_figure(seed_001):
-    _, hist = seed_001
+    _, sweep = seed_001
+    assert sweep.histograms.shape == (len(sweep.frame), DEFAULT_BINS + 2)
+    hist = histogram_table(sweep.frame, sweep.histograms)
     assert list(hist.columns) == ["initializer", "layer", "bin_left", "bin_right", "count"]
     counts = hist.groupby(["initializer", "layer"], sort=False)["count"].sum()
-    assert (counts == 1000 * 500).all()
+    # The probe bins a strided subsample and scales the counts to the number of values.
+    np.testing.assert_allclose(counts, 1000 * 500, rtol=1e-5)
     assert len(counts) == 30
     first = hist[(hist.initializer == XAVIER) & (hist.layer == 1)]
-    assert len(first) == 30
-    assert first["bin_left"].iloc[0] == -1.0 and first["bin_right"].iloc[-1] == 1.0
+    assert len(first) == DEFAULT_BINS
+    activations = sweep.frame[sweep.frame["tensor"] == "activation"].iloc[20]  # xavier, layer 1
+    assert first["bin_left"].iloc[0] == activations["min"]
+    assert first["bin_right"].iloc[-1] == pytest.approx(activations["max"])
+    assert -1.0 <= first["bin_left"].iloc[0] < first["bin_right"].iloc[-1] <= 1.0
     large = hist[(hist.initializer == LARGE) & (hist.layer == 5)]["count"].to_numpy()
     assert (large[0] + large[-1]) / large.sum() > 0.85  # piled at -1 and 1, as the figure
 
 
 def test_diagnosis_of_seed_001(seed_001):
-    findings = diagnose(seed_001[0])
+    findings = diagnose(seed_001[1].frame)
     kinds = findings.groupby("initializer")["kind"].agg(set).to_dict()
     assert kinds == {SMALL: {"vanishing"}, LARGE: {"saturated", "exploding"}}
     assert (findings["suggestion"] == "glorot_uniform").all()
 
 
 def test_linear_identity_stack_has_exact_ratios():
-    frame = depth_sweep({"half": "identity(gain=0.5)"}, depth=4, width=16, activation="linear",
-                        n_samples=64)  # fmt: skip
+    frame = table({"half": "identity(gain=0.5)"}, depth=4, width=16, activation="linear",
+                  n_samples=64)  # fmt: skip
     act = frame["activation_std"].to_numpy()
     np.testing.assert_allclose(act[1:] / act[:-1], 0.5, rtol=1e-5)
     np.testing.assert_allclose(frame["preactivation_std"], act, rtol=1e-6)
@@ -118,8 +144,8 @@ def test_linear_identity_stack_has_exact_ratios():
 
 
 def test_relu_he_keeps_scale_glorot_shrinks():
-    frame = depth_sweep(["he_normal", "glorot_normal"], depth=6, width=400, activation="relu",
-                        n_samples=400)  # fmt: skip
+    frame = table(["he_normal", "glorot_normal"], depth=6, width=400, activation="relu",
+                  n_samples=400)  # fmt: skip
     he = column(frame, "he_normal", "activation_std")
     glorot = column(frame, "glorot_normal", "activation_std")
     # Each layer's random matrix scales the signal by 1 +- ~1/sqrt(width) = 5%; over 5 layers the
@@ -132,18 +158,19 @@ def test_relu_he_keeps_scale_glorot_shrinks():
 
 
 def test_zeros_never_break_symmetry():
-    frame = depth_sweep("zeros", depth=3, width=8, activation="relu", n_samples=16)
+    sweep = depth_sweep("zeros", depth=3, width=8, activation="relu", n_samples=16)
+    frame = sweep_table(sweep.frame)
     assert (frame["activation_std"] == 0).all()
     assert (frame["frac_dead_units"] == 1).all()
-    findings = diagnose(frame)
+    findings = diagnose(sweep.frame)
     assert set(findings["kind"]) == {"constant"}
     assert (findings["suggestion"] == "he_normal").all()
 
 
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu", "linear", "selu"])
 def test_activations(activation):
-    frame = depth_sweep("lecun_normal", depth=2, width=8, activation=activation, n_samples=32,
-                        input_dim=5, gradients=False)  # fmt: skip
+    frame = table("lecun_normal", depth=2, width=8, activation=activation, n_samples=32,
+                  input_dim=5, gradients=False)  # fmt: skip
     assert len(frame) == 2 and "gradient_std" not in frame.columns
     assert (frame["activation"] == activation).all()
     assert np.isfinite(frame["activation_std"]).all()
@@ -155,30 +182,30 @@ def test_activations(activation):
 
 def test_reproducible_for_a_seed():
     kwargs = dict(depth=3, width=16, n_samples=32)
-    first = depth_sweep(["glorot_uniform", "lecun_1_over_sqrt_d"], seed=3, **kwargs)
-    again = depth_sweep(["glorot_uniform", "lecun_1_over_sqrt_d"], seed=3, **kwargs)
+    first = table(["glorot_uniform", "lecun_1_over_sqrt_d"], seed=3, **kwargs)
+    again = table(["glorot_uniform", "lecun_1_over_sqrt_d"], seed=3, **kwargs)
     pd.testing.assert_frame_equal(first, again)
     # An initializer's numbers do not depend on the other entries of the list.
-    alone = depth_sweep(["lecun_1_over_sqrt_d"], seed=3, **kwargs)
+    alone = table(["lecun_1_over_sqrt_d"], seed=3, **kwargs)
     np.testing.assert_array_equal(column(first, "lecun_1_over_sqrt_d", "activation_std"),
                                   alone["activation_std"])  # fmt: skip
-    other = depth_sweep(["glorot_uniform"], seed=4, **kwargs)
+    other = table(["glorot_uniform"], seed=4, **kwargs)
     glorot = column(first, "glorot_uniform", "activation_std")
     assert not np.allclose(other["activation_std"], glorot)
 
 
 def test_initializer_forms_and_labels():
     instance = keras.initializers.RandomNormal(stddev=0.5, seed=1)
-    resolved = experiments.resolve_initializers([instance, "he_uniform", LecunOneOverSqrtD()])
+    resolved = specs.resolve_initializers([instance, "he_uniform", LecunOneOverSqrtD()])
     assert list(resolved) == [
         "RandomNormal(mean=0.0, stddev=0.5)",
         "he_uniform",
         "LecunOneOverSqrtD()",
     ]
-    assert list(experiments.resolve_initializers({"mine": instance})) == ["mine"]
+    assert list(specs.resolve_initializers({"mine": instance})) == ["mine"]
     config = {"class_name": "orthogonal_gain", "config": {"gain": "tanh"}}
-    assert list(experiments.resolve_initializers(config)) == ["orthogonal_gain"]
-    frame = depth_sweep({"seeded": instance, "cfg": config}, depth=2, width=8, n_samples=16)
+    assert list(specs.resolve_initializers(config)) == ["orthogonal_gain"]
+    frame = depth_sweep({"seeded": instance, "cfg": config}, depth=2, width=8, n_samples=16).frame
     assert frame["initializer"].unique().tolist() == ["seeded", "cfg"]
 
 
@@ -189,7 +216,7 @@ def test_parse_initializer():
     assert parse_initializer(" random_normal( stddev = 0.01 ) ").stddev == 0.01
     assert isinstance(parse_initializer("orthogonal_gain(gain='tanh')"), OrthogonalGain)
     assert isinstance(parse_initializer("pytorch_default"), LecunOneOverSqrtD)
-    assert "lecun_1_over_sqrt_d" in experiments.known_initializers()
+    assert "lecun_1_over_sqrt_d" in specs.known_initializers()
 
 
 @pytest.mark.parametrize(
@@ -221,91 +248,58 @@ def test_bad_arguments():
         depth_sweep(["zeros", "zeros"])
     with pytest.raises(ValueError, match="an empty collection"):
         depth_sweep([])
+    with pytest.raises(ValueError, match="bins=1. Expected an int >= 2"):
+        depth_sweep("glorot_uniform", bins=1)
+    with pytest.raises(TypeError, match="gradients='no' of type str. Expected True or False"):
+        depth_sweep("glorot_uniform", gradients="no")
 
 
-@pytest.fixture(scope="module")
-def training(tmp_path_factory):
-    log_dir = tmp_path_factory.mktemp("runs")
-    kwargs = dict(epochs=2, seed=0, every_n_steps=10)
-    first = experiments.compare_training(["zeros", "glorot_uniform"], log_dir=log_dir, **kwargs)
-    again = experiments.compare_training(["glorot_uniform"], **kwargs)
-    return first, again, log_dir
+def test_a_sweep_row_is_the_layer_stats_step_0_row():
+    """One engine: the sweep and LayerStats give the same numbers for the same layer and tensor."""
+    depth, width, n, seed = 3, 16, 64, 5
+    sweep = depth_sweep("glorot_uniform", depth=depth, width=width, n_samples=n, input_dim=8,
+                        seed=seed, gradients=False)  # fmt: skip
+    # The same model, built independently the same way: same seed, same layer order and names.
+    x = np.random.default_rng(seed).standard_normal((n, 8)).astype("float32")
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8,))
+    outputs = inputs
+    for i in range(depth):
+        layer = keras.layers.Dense(
+            width,
+            activation="tanh",
+            use_bias=False,
+            name=f"dense_{i + 1}",
+            kernel_initializer=parse_initializer("glorot_uniform"),
+        )
+        outputs = layer(outputs)  # fmt: skip
+    model = keras.Model(inputs, outputs, name="depth_sweep")
+    model.compile(optimizer="sgd", loss="mse")
+    y = np.zeros((n, width), "float32")
+    stats = LayerStats(probe=(x, y), every_n_steps=1)
+    model.fit(x, y, batch_size=n, epochs=1, shuffle=False, verbose=0, callbacks=[stats])
+    layer_stats = stats.to_dataframe()
+    keys = ["layer", "tensor"]
+    at_init = layer_stats[layer_stats["step"] == 0].set_index(keys)
+    swept = sweep.frame.set_index(keys)
+    assert len(swept) == 2 * depth  # activation and preactivation of each Dense layer
+    for key, row in swept.iterrows():
+        for stat in ("mean", "std", "frac_saturated"):
+            assert row[stat] == pytest.approx(
+                at_init.loc[key, stat], rel=1e-6, abs=1e-7, nan_ok=True
+            ), (
+                key,
+                stat,
+            )
 
 
-def test_compare_training_history(training):
-    result, _, _ = training
-    history = result.history
-    assert list(history.columns[:2]) == ["initializer", "epoch"]
-    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history.columns)
-    assert history[["initializer", "epoch"]].values.tolist() == [
-        ["zeros", 0], ["zeros", 1], ["glorot_uniform", 0], ["glorot_uniform", 1]
-    ]  # fmt: skip
-    final = history.groupby("initializer").tail(1).set_index("initializer")["val_accuracy"]
-    assert final["glorot_uniform"] > 0.85
-    assert final["zeros"] < 0.3  # only the output biases learn: about the class prior
-
-
-def test_zeros_never_break_symmetry_in_training(training):
-    symmetry = training[0].symmetry.set_index(["initializer", "layer"])["distinct_units"]
-    assert symmetry["zeros"].to_dict() == {"hidden_1": 1, "hidden_2": 1, "output": 10}
-    assert symmetry["glorot_uniform"].to_dict() == {"hidden_1": 32, "hidden_2": 32, "output": 10}
-
-
-def test_compare_training_layer_stats(training, tmp_path):
-    result, _, log_dir = training
-    stats = result.layer_stats
-    assert stats.columns[0] == "initializer"
-    assert list(stats.columns[1:9]) == [
-        "step", "epoch", "layer", "layer_index", "layer_class", "activation",
-        "kernel_initializer", "tensor",
-    ]  # fmt: skip
-    zeros = stats[(stats.initializer == "zeros") & (stats.tensor == "activation")]
-    hidden = zeros[zeros.activation == "tanh"]
-    assert (hidden["std"] == 0).all()  # tanh(0 . x) = 0 at every step
-    assert sorted(stats["step"].unique())[:3] == [0, 10, 20]
-    for label in ("zeros", "glorot_uniform"):
-        run = log_dir / label
-        assert (run / "layer_stats.csv").stat().st_size > 0
-        assert any(p.name.startswith("events.out.tfevents") for p in run.rglob("*"))
-
-
-def test_compare_training_is_reproducible(training):
-    # Each run reseeds, so a run alone equals the same run inside a comparison.
-    first, again, _ = training
-    glorot_history = first.history[first.history.initializer == "glorot_uniform"]
-    pd.testing.assert_frame_equal(glorot_history.reset_index(drop=True), again.history)
-    glorot_stats = first.layer_stats[first.layer_stats.initializer == "glorot_uniform"]
-    pd.testing.assert_frame_equal(glorot_stats.reset_index(drop=True), again.layer_stats)
-
-
-def test_compare_training_custom_model_and_data():
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((120, 5)).astype("float32")
-    y = (x[:, 0] > 0).astype("int64")
-    result = experiments.compare_training(
-        {"lecun": "lecun_1_over_sqrt_d"},
-        model_fn=lambda init: experiments.digits_mlp(init, hidden=(4,), input_dim=5, n_classes=2),
-        data=(x, y), epochs=1, batch_size=32,
-    )  # fmt: skip
-    assert len(result.history) == 1
-    assert result.symmetry["layer"].tolist() == ["hidden_1", "output"]
-    assert result.symmetry["units"].tolist() == [4, 2]
-
-
-def test_compare_training_bad_arguments():
-    with pytest.raises(ValueError, match="data='mnist'. Expected 'digits' or a tuple"):
-        experiments.compare_training("zeros", data="mnist")
-    with pytest.raises(ValueError, match="epochs=0. Expected an int >= 1"):
-        experiments.compare_training("zeros", epochs=0)
-    with pytest.raises(ValueError, match="learning_rate=0.0. Expected a finite number > 0"):
-        experiments.compare_training("zeros", learning_rate=0.0)
-    with pytest.raises(TypeError, match="model_fn='mlp'. Expected a callable"):
-        experiments.compare_training("zeros", model_fn="mlp")
-    with pytest.raises(TypeError, match="data of type list. Expected 'digits' or a tuple"):
-        experiments.compare_training("zeros", data=[np.ones((10, 3)), np.zeros(10)])
-    with pytest.raises(ValueError, match=r"x of shape \(10, 3\), y of shape \(9,\)"):
-        experiments.compare_training("zeros", data=(np.ones((10, 3)), np.zeros(9)))
-    bad = np.ones((10, 3))
-    bad[0, 0] = np.nan
-    with pytest.raises(ValueError, match="and finite x"):
-        experiments.compare_training("zeros", data=(bad, np.zeros(10)))
+def test_tables_need_a_sweep_frame():
+    with pytest.raises(ValueError, match=r"missing \['initializer'\]"):
+        sweep_table(pd.DataFrame({"layer_index": [0], "activation": ["tanh"], "tensor": ["x"]}))
+    frame = depth_sweep("glorot_uniform", depth=2, width=4, n_samples=8).frame
+    with pytest.raises(ValueError, match="value='std'. Expected one of"):
+        depth_table(frame, "std")
+    with pytest.raises(ValueError, match=r"shape \(3, 4\). Expected \(8, bins \+ 2\)"):
+        histogram_table(frame, np.zeros((3, 4)))
+    table = depth_table(frame, "gradient_std")
+    assert table.index.tolist() == [1, 2] and table.columns.tolist() == ["glorot_uniform"]

@@ -15,14 +15,13 @@ import warnings
 from typing import Any
 
 import keras
-import numpy as np
 import pandas as pd
 
-from keras_initx.capture import LayerInfo, build_probe, find_layers, input_mismatch
+from keras_initx.capture import LayerInfo, build_probe, find_layers
 from keras_initx.initializers.orthogonal import OrthogonalGain
-from keras_initx.validation import check_backend, check_int, check_number
+from keras_initx.validation import check_backend, check_int, check_model_input, check_number
 
-__all__ = ["LSUV_COLUMNS", "check_model_input", "lsuv"]
+__all__ = ["LSUV_COLUMNS", "lsuv"]
 
 LSUV_COLUMNS = [
     "layer",
@@ -168,52 +167,6 @@ def lsuv(
                 flush=True,
             )
     return pd.DataFrame(rows, columns=LSUV_COLUMNS)
-
-
-def check_model_input(model: keras.Model, x: Any, argument: str = "x") -> Any:
-    """Check that batch `x` fits a single-input `model`, building an unbuilt model from it.
-
-    Returns `x` as a float32 NumPy array for single-input models; inputs of multi-input models
-    are returned unchanged (Keras checks them when the model runs).
-
-    Raises:
-        TypeError: `model` is not a `keras.Model`.
-        ValueError: naming `argument`, when `x` is empty or its shape does not fit the model's
-            input.
-    """
-    if not isinstance(model, keras.Model):
-        raise TypeError(
-            "Invalid type for argument `model`. "
-            f"Received: model of type {type(model).__name__}. Expected a keras.Model."
-        )
-    try:
-        inputs = model.inputs
-    except (AttributeError, ValueError):
-        inputs = None  # a subclassed model declares no inputs
-    if model.built and inputs is not None and len(inputs) != 1:
-        return x
-    x = np.asarray(x, dtype="float32")
-    if x.ndim < 2 or len(x) == 0:
-        raise ValueError(
-            f"Invalid value for argument `{argument}`. Received: {argument} with shape "
-            f"{x.shape}. Expected a non-empty batch, shape (n, features...)."
-        )
-    bad = int(np.size(x) - np.isfinite(x).sum())
-    if bad:
-        # NaN in would become NaN kernels: data-driven initializations need finite data.
-        raise ValueError(
-            f"Invalid value for argument `{argument}`. Received: {argument} with {bad} NaN/Inf "
-            "values. Expected finite inputs."
-        )
-    if not model.built:
-        model.build((None, *x.shape[1:]))
-    mismatch = input_mismatch(model, x)
-    if mismatch is not None:
-        raise ValueError(
-            f"Invalid value for argument `{argument}`. Received: {argument} with shape "
-            f"{x.shape}. Expected shape {mismatch[1]} (the model's input)."
-        )
-    return x
 
 
 def _kernel_layers(model: keras.Model, layers: str | None) -> list[LayerInfo]:
