@@ -1,14 +1,18 @@
 """LayerStats: per-layer activation, pre-activation and gradient statistics during `fit`.
 
-The callback decides WHEN to measure; `keras_initx.capture` measures (one compiled forward and
-backward pass on a fixed probe batch, statistics reduced on the device) and the sinks in
-`keras_initx.sinks` keep the rows (pandas/CSV/Parquet) and log them to TensorBoard.
+The callback decides WHEN to measure; `keras_initx.capture` measures (a `Tap` on fit's own
+training step, or a `Probe`'s compiled forward and backward pass on a fixed batch; statistics
+reduced on the device either way) and the sinks in `keras_initx.sinks` keep the rows
+(pandas/CSV/Parquet) and log them to TensorBoard.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import math
 import os
+import time
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,18 +27,32 @@ from keras_initx.capture import (
     GRADIENT_TENSORS,
     Probe,
     ProbeResult,
+    Tap,
     build_probe,
+    build_tap,
     check_arguments,
     check_layer_filters,
 )
 from keras_initx.diagnosis import diagnose, format_findings
-from keras_initx.sinks import FrameSink, TensorBoardSink, result_rows
+from keras_initx.sinks import FrameSink, Sink, TensorBoardSink, result_rows
 from keras_initx.stats import DEFAULT_BINS, STAT_NAMES
-from keras_initx.validation import check_backend, check_bool, check_int, input_mismatch
+from keras_initx.validation import (
+    check_backend,
+    check_bool,
+    check_int,
+    check_number,
+    check_one_of,
+    input_mismatch,
+)
 
 __all__ = ["LayerStats", "log_spaced_steps"]
 
 _SCHEDULES = ("every_n_steps", "log")
+MODES = ("tap", "probe")
+# With a budget, the log schedule's first steps are always measured (the early dynamics).
+_DENSE_START = 4
+# Timings kept for the budget: recent plain steps, and measuring steps after the first (trace).
+_PLAIN_TIMINGS, _MEASURED_TIMINGS = 64, 16
 
 
 def log_spaced_steps(limit: int) -> list[int]:
@@ -58,44 +76,62 @@ def _next_log_step(step: int) -> int:
 class LayerStats(keras.callbacks.Callback):
     """Logs per-layer statistics of activations, pre-activations, gradients and kernels.
 
-    On a fixed probe batch, at step 0 (at the first `on_epoch_begin`, before any update: the
-    initialization itself), then every `every_n_steps` optimizer steps or on a log-spaced
-    schedule (steps 1, 2, 3, 4, 6, 8, 11, 16, 23, ...), and at epoch ends if asked. Each
-    measurement is one compiled forward and backward pass (see `keras_initx.capture`) that
-    leaves the model, its weights and optimizer state untouched.
+    Two ways to measure (`mode`):
+    - `"tap"` (the default when no `probe` is given): on a measuring step, fit's own training
+      step runs in a variant that also records the selected tensors from that step's forward
+      and backward pass and reduces them on the device (`keras_initx.capture.Tap`). No probe
+      batch, no second pass: a measurement costs a fraction of a step. The statistics are of
+      that step's training batch, in training mode, before its update. Training is unchanged:
+      the weights after a fit are bit-identical to a fit without the callback.
+    - `"probe"` (the default when a `probe` is given): a separate compiled forward and backward
+      pass on a fixed probe batch (`keras_initx.capture.Probe`), inference mode by default: the
+      same batch at every step, so the rows are comparable across steps without the noise of
+      changing batches, at the cost of the extra pass (about one training step).
 
-    Rows (one per step, layer, tensor; columns `keras_initx.sinks.COLUMNS`) are kept in memory
-    (`to_dataframe()`) and, with `log_dir`, appended to `log_dir/layer_stats.csv` as they come
-    (`layer_stats.parquet` is rewritten at each epoch end when pyarrow is present) and logged to
-    TensorBoard under `log_dir/layer_stats`, beside Keras' own `train`/`validation` runs: one
-    run per layer (`layer_stats/00_dense`, ...) with scalars `<tensor>/<stat>` and histograms
-    `<tensor>/values`, so each chart shows every layer (see `keras_initx.sinks.tensorboard`).
+    When: the initialization (step 0: the first training step's batch in tap mode; in probe
+    mode at the first `on_epoch_begin`), then every `every_n_steps` optimizer steps or on a
+    log-spaced schedule (steps 1, 2, 3, 4, 6, 8, 11, 16, 23, ...). With
+    `steps_per_execution=k` fit runs k steps per call: the tap measures the first step of the
+    group that holds a scheduled step, and the schedule continues after the group. A batch of
+    another shape than the first measured one (an epoch's smaller last batch) is not measured
+    in tap mode; the next one is. With `max_overhead`, the callback times plain and measuring
+    steps during the fit and spaces the measurements after the first steps so that measuring
+    costs at most that fraction of the training time (`cost_report()`).
+
+    Rows (one per step, layer, tensor; columns `keras_initx.sinks.COLUMNS`, `source` saying
+    which batch: `tap` or `probe`) are kept in memory (`to_dataframe()`) and, with `log_dir`,
+    appended to `log_dir/layer_stats.csv` one measurement per write (a killed run keeps every
+    measurement but the one in flight; `keras_initx.sinks.read_layer_stats` reads it back;
+    a new LayerStats on the same `log_dir` appends, and a second live one is refused),
+    rewritten to `layer_stats.parquet` at each epoch end when pyarrow is present, and logged
+    to TensorBoard under `log_dir/layer_stats`, beside Keras' own `train`/`validation` runs
+    (see `keras_initx.sinks.tensorboard`). Extra `sinks` get every measurement too.
 
     `step` is the optimizer's `iterations` when measured, so one instance used in two `fit`
-    calls keeps counting (the second fit's first rows continue from the first fit's last step;
-    a step already measured is not measured twice). `epoch` is Keras' epoch index of that fit.
-    NaN, Inf and huge values in the model are data: counted (`nan_count`, `inf_count`),
-    never raised, and measuring goes on through a diverging fit. `terminate_on_nan=True` stops
-    training at the first measurement that sees a NaN or Inf (its statistics are then always
-    computed) or at the first non-finite training loss. A measurement that fails at run time
-    (a TensorFlow op error on the data) warns and training and measuring go on; configuration
-    errors (arguments, a model the probe cannot trace) raise before the first training step.
+    calls keeps counting; a step already measured is not measured twice. `epoch` is Keras'
+    epoch index. NaN, Inf and huge values in the model are data: counted (`nan_count`,
+    `inf_count`), never raised, and measuring goes on through a diverging fit.
+    `terminate_on_nan=True` stops training at the first measurement that sees a NaN or Inf
+    (its statistics are then always computed) or at the first non-finite training loss. A
+    measurement that fails at run time warns and training and measuring go on; configuration
+    errors (arguments, a model that cannot be traced) raise before the first training step.
 
-    Only the probe runs on the training thread: turning its results into rows and writing the
-    CSV and TensorBoard files happens on one background thread, in measurement order, so that
-    training is not held up by disk and protobuf work. `to_dataframe()`, each epoch end and the
-    end of training wait for the pending writes; each write flushes its file.
+    Only the measurement runs on the training thread: turning its results into rows and writing
+    the sinks happens on one background thread, in measurement order, at most one measurement
+    behind. `to_dataframe()`, each epoch end and the end of training wait for it.
 
     Args:
         probe: `(x, y)` or `(x, y, sample_weight)`, one batch of the model's inputs and labels
-            (`x` a NumPy array/tensor, or a list/dict of them for multi-input models). `y` may
-            be None when no gradient tensor is requested.
+            (`x` a NumPy array/tensor, or a list/dict of them for multi-input models), for
+            probe mode. `y` may be None when no gradient tensor is requested.
         log_dir: directory for the CSV/Parquet files and the TensorBoard run, or None to keep
             the rows in memory only.
         every_n_steps: measure every this many optimizer steps (int >= 1), when
             `schedule="every_n_steps"`.
-        schedule: `"every_n_steps"` (default) or `"log"` (log-spaced, dense early).
-        on_epoch_end: also measure at each epoch end (when that step was not just measured).
+        schedule: `"every_n_steps"` or `"log"` (log-spaced, dense early); default
+            `"every_n_steps"`, or `"log"` with `max_overhead`.
+        on_epoch_end: also measure at each epoch end (when that step was not just measured);
+            probe mode only (a tap measures training steps).
         layers: regular expression on layer paths (e.g. `"dense"`); see
             `keras_initx.capture.find_layers`.
         layer_classes: class names or classes to keep, e.g. `["Dense", "Conv2D"]`.
@@ -105,12 +141,15 @@ class LayerStats(keras.callbacks.Callback):
             [1 - threshold, threshold] count as saturated. Default 0.99.
         histogram_bins: bins of the histograms (TensorBoard, percentiles). Default 64.
         training: run the probe in training mode (dropout, batch statistics); default
-            inference mode. In inference mode BatchNormalization uses its moving statistics,
+            inference mode (probe mode only: a tap measures the training step as it runs).
+            In inference mode BatchNormalization uses its moving statistics,
             0 and 1 before training, so it passes its input through at step 0; a warning
             names such layers.
         terminate_on_nan: stop training when a measurement counts a NaN or Inf, or the training
             loss is not finite.
-        tensorboard: with `log_dir`, also write the TensorBoard run. Default True.
+        tensorboard: with `log_dir`, also write the TensorBoard run: `"summary"` (or True, the
+            default: mean/std and the layout's statistics, few histograms; about 116 KB per
+            measurement on ResNet50), `"full"` (every statistic and histogram) or False.
         warn: print `keras_initx.diagnose`'s findings for the initialization (step 0) in
             the first `on_epoch_begin`, so a bad init is flagged before any training; implies
             `diagnose`. Default False.
@@ -120,7 +159,13 @@ class LayerStats(keras.callbacks.Callback):
             Default False (matplotlib drawing costs about 0.1 s per picture).
         loss: `loss(y_true, y_pred) -> scalar` for the gradients, for models without a compiled
             loss (e.g. a subclassed model with its own `train_step`); default the model's
-            compiled loss.
+            compiled loss (probe mode only).
+        mode: `"tap"` or `"probe"` (see above); default `"probe"` when `probe` is given, else
+            `"tap"`.
+        max_overhead: a fraction of training time in (0, 1), e.g. 0.02: space the
+            measurements (after the first `_DENSE_START` steps, always measured) so that
+            measuring costs at most this, as timed during the fit. Default None (no budget).
+        sinks: more `keras_initx.sinks.Sink`s that receive every measurement's rows.
     """
 
     def __init__(
@@ -128,7 +173,7 @@ class LayerStats(keras.callbacks.Callback):
         probe: tuple | None = None,
         log_dir: str | os.PathLike | None = None,
         every_n_steps: int = 16,
-        schedule: str = "every_n_steps",
+        schedule: str | None = None,
         on_epoch_end: bool = False,
         layers: str | None = None,
         layer_classes: Sequence[str | type] | None = None,
@@ -138,31 +183,62 @@ class LayerStats(keras.callbacks.Callback):
         histogram_bins: int = DEFAULT_BINS,
         training: bool = False,
         terminate_on_nan: bool = False,
-        tensorboard: bool = True,
+        tensorboard: bool | str = True,
         warn: bool = False,
         diagnose: bool = False,
         loss: Any = None,
+        mode: str | None = None,
+        max_overhead: float | None = None,
+        sinks: Sequence[Sink] = (),
     ) -> None:
         super().__init__()
         check_backend("LayerStats")
-        self.probe = _validated_probe(probe, tensors)
-        self.log_dir = None if log_dir is None else _validated_log_dir(log_dir)
+        self.mode = ("probe" if probe is not None else "tap") if mode is None else mode
+        check_one_of("mode", self.mode, MODES)
         for name, flag in (
             ("on_epoch_end", on_epoch_end),
             ("training", training),
             ("terminate_on_nan", terminate_on_nan),
-            ("tensorboard", tensorboard),
             ("warn", warn),
             ("diagnose", diagnose),
         ):
             check_bool(name, flag)
+        if self.mode == "probe":
+            self.probe = _validated_probe(probe, tensors)
+        else:
+            self.probe = None
+            given = dict(probe=probe, training=training, loss=loss, on_epoch_end=on_epoch_end)
+            for name, value in given.items():
+                if value is not None and value is not False:
+                    shown = f"a {type(value).__name__}" if name == "probe" else repr(value)
+                    raise ValueError(
+                        f"Invalid value for argument `{name}` with mode='tap'. Received: "
+                        f"{name}={shown}. Expected it left out: the tap measures fit's own "
+                        "training steps. Pass mode='probe' to measure a probe batch."
+                    )
+        self.log_dir = None if log_dir is None else _validated_log_dir(log_dir)
+        if not (isinstance(tensorboard, bool) or tensorboard in ("summary", "full")):
+            raise ValueError(
+                "Invalid value for argument `tensorboard`. "
+                f"Received: tensorboard={tensorboard!r}. Expected True, False, 'summary' or "
+                "'full'."
+            )
         check_layer_filters(layers, layer_classes)
         check_int("every_n_steps", every_n_steps, 1)
-        if schedule not in _SCHEDULES:
-            raise ValueError(
-                f"Invalid value for argument `schedule`. Received: schedule={schedule!r}. "
-                f"Expected one of {sorted(_SCHEDULES)}."
-            )
+        if max_overhead is not None:
+            check_number("max_overhead", max_overhead, low=0, high=1, low_inclusive=False,
+                         high_inclusive=False)  # fmt: skip
+        if schedule is None:
+            schedule = "log" if max_overhead is not None else "every_n_steps"
+        check_one_of("schedule", schedule, _SCHEDULES)
+        sinks = list(sinks)
+        for sink in sinks:
+            if not isinstance(sink, Sink):
+                raise TypeError(
+                    f"Invalid type for argument `sinks`. Received: {sink!r} in sinks. Expected "
+                    "objects with `write(rows, histograms)`, `flush()` and `close()` "
+                    "(keras_initx.sinks.Sink)."
+                )
         self.every_n_steps = every_n_steps
         self.schedule = schedule
         self.measure_on_epoch_end = on_epoch_end
@@ -181,15 +257,19 @@ class LayerStats(keras.callbacks.Callback):
         self.histogram_bins = histogram_bins
         self.training = training
         self.terminate_on_nan = terminate_on_nan
-        self.tensorboard = tensorboard
+        self.tensorboard = "summary" if tensorboard is True else tensorboard
         self.warn = warn
         self.diagnose = diagnose
+        self.max_overhead = max_overhead
 
         self._frame = FrameSink(self.log_dir)
+        self._user_sinks = sinks
         self._writer: ThreadPoolExecutor | None = None
         self._pending: list[Future] = []
         self._tensorboard: TensorBoardSink | None = None
-        self._probe_fn: Probe | None = None
+        self._engine: Probe | Tap | None = None
+        self._tapping: contextlib.ExitStack | None = None
+        self._tap_step = 0
         self._failures: set[str] = set()
         self._initial_pending = False
         self._step = 0
@@ -199,115 +279,220 @@ class LayerStats(keras.callbacks.Callback):
         self._last_measured: int | None = None
         self._broken = False
         self._viewed_step: int | None = None
+        self._started = 0.0
+        self._plain_times: collections.deque = collections.deque(maxlen=_PLAIN_TIMINGS)
+        self._measure_times: collections.deque = collections.deque(maxlen=_MEASURED_TIMINGS)
+        self._measurements = 0
+        self._interval = 1
 
     # -- Keras hooks -------------------------------------------------------------------------
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        self._check_log_dir()
         model = self.model
-        x = self.probe[0]
-        _check_probe_against_inputs(model, x)
-        if not model.built:
-            # Subclassed models build on their first call; doing it here, before any update,
-            # creates the same variables fit would.
-            model(x)
-        if self._probe_fn is None or self._probe_fn.model is not model:
+        if self.mode == "probe":
+            x = self.probe[0]
+            _check_probe_against_inputs(model, x)
+            if not model.built:
+                # Subclassed models build on their first call; doing it here, before any
+                # update, creates the same variables fit would.
+                model(x)
+        if self._engine is None or self._engine.model is not model:
             # A new model starts its own count: its steps are not the last model's.
             self._last_measured = None
-            stats = self.stats
-            if self.terminate_on_nan:
-                # Termination needs the counts, whatever `stats` asked for.
-                stats = tuple(
-                    s for s in STAT_NAMES if s in stats or s in ("nan_count", "inf_count")
-                )
-            self._probe_fn = build_probe(
-                model,
-                self.tensors,
-                stats,
-                layers=self.layers,
-                layer_classes=self.layer_classes,
-                training=self.training,
-                saturation_threshold=self.saturation_threshold,
-                histogram_bins=self.histogram_bins,
-                histograms=self.log_dir is not None and self.tensorboard,
-                loss=self.loss,
-            )
-            if not self.training:
-                _warn_inference_batchnorm(self._probe_fn)
+            self._engine = self._build(model)
+        self._check_log_dir()
         if self.log_dir is not None and self.tensorboard and self._tensorboard is None:
-            self._tensorboard = TensorBoardSink(self.log_dir, self._probe_fn.stats)
+            self._tensorboard = TensorBoardSink(
+                self.log_dir, self._engine.stats, detail=self.tensorboard
+            )
         self._broken = False
+        self._started = time.perf_counter()
         # Keras tells callbacks the first epoch (`initial_epoch`) only in on_epoch_begin, still
-        # before any update: the initialization is measured there.
+        # before any update: the initialization is measured there (by a probe) or at the first
+        # training step (by the tap).
         self._initial_pending = True
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._epoch = epoch
         self._epoch_base = self._step = self._iterations()
-        if self._initial_pending:
+        if self._initial_pending and self.mode == "probe":
             self._initial_pending = False
             # Tracing errors here are configuration errors: let them surface.
-            self._measure(initial=True)
-            latest = self._latest_findings() if self.warn or self.diagnose else None
-            if self.warn and latest is not None and latest[1] == self._step and len(latest[2]):
-                print(format_findings(latest[2]))
-            self._log_views(first=True, latest=latest)
+            self._measure_probe(initial=True)
+            self._after_initial()
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        # Called every step: integer arithmetic and a clock read unless a measurement is due.
+        self._batch_started = time.perf_counter()
+        last = self._epoch_base + batch + self.model.steps_per_execution - 1
+        if self.mode != "tap" or self._broken or last < self._next_step:
+            return
+        self._tap_step = self._iterations()
+        if self._tap_step == self._last_measured:
+            return
+        self._tapping = contextlib.ExitStack()
+        self._tapping.enter_context(self._engine.tapping())
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        # Called every step: keep it to integer arithmetic unless a measurement is due.
+        took = time.perf_counter() - self._batch_started
         self._step = self._epoch_base + batch + 1
         if self.terminate_on_nan and logs and "loss" in logs:
             loss = float(logs["loss"])
             if not math.isfinite(loss):
                 print(f"LayerStats: step {self._step}: loss is {loss}, terminating training")
                 self.model.stop_training = True
-        if self._step >= self._next_step:
+        if self._tapping is not None:
+            self._tapping.close()
+            self._tapping = None
+            result = self._engine.result
+            if result is not None:
+                if self._engine.trace_count and self._measurements:  # not the trace
+                    self._measure_times.append(took)
+                self._take(self._tap_step, result)
+                self._next_step = self._schedule_after(
+                    self._tap_step + self.model.steps_per_execution - 1
+                )
+                if self._initial_pending:
+                    self._initial_pending = False
+                    self._after_initial()
+            return
+        self._plain_times.append(took)
+        if self.mode == "probe" and self._step >= self._next_step:
             # Batch counting overshoots when steps_per_execution does not divide an epoch:
             # the label is the optimizer's own count.
             self._step = self._iterations()
             if self._step >= self._next_step:
-                self._measure()
+                self._measure_probe()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self.measure_on_epoch_end and self._last_measured != self._step:
-            self._measure()
+            self._measure_probe()
         self._collect_writes(wait=True)
-        self._frame.flush()
+        for sink in self._sinks():
+            sink.flush()
         self._log_views(first=False)
+        if self._tensorboard is not None and self.max_overhead is not None:
+            self._tensorboard.write_cost(self.cost_report(), self._iterations())
 
     def on_train_end(self, logs: dict | None = None) -> None:
+        if self._tapping is not None:  # training stopped inside a tapped call
+            self._tapping.close()
+            self._tapping = None
         self._collect_writes(wait=True)
         if self._writer is not None:
             self._writer.shutdown()
             self._writer = None
-        self._frame.close()
-        if self._tensorboard is not None:
-            self._tensorboard.close()
+        for sink in self._sinks():
+            sink.close()
 
     # -- results -----------------------------------------------------------------------------
 
+    @property
+    def engine(self) -> Probe | Tap | None:
+        """The `keras_initx.capture.Probe` or `Tap` that measures (`rows`, `stats`,
+        `trace_count`), built at the start of training; None before."""
+        return self._engine
+
     def to_dataframe(self) -> pd.DataFrame:
-        """All rows so far: one per (step, layer, tensor), columns `keras_initx.sinks.COLUMNS`."""
+        """All rows so far: one per (step, layer, tensor), columns `keras_initx.sinks.COLUMNS`.
+
+        `attrs["cost"]` holds `cost_report()`.
+        """
         self._collect_writes(wait=True)
-        return self._frame.to_dataframe()
+        frame = self._frame.to_dataframe()
+        frame.attrs["cost"] = self.cost_report()
+        return frame
+
+    def cost_report(self) -> dict[str, Any]:
+        """What measuring costs in this fit, from the callback's own timings.
+
+        Returns:
+            `mode`; `measurements` so far; `plain_step_s`, the median time of a fit call
+            without a measurement (one `steps_per_execution` group); `measure_s`, the median
+            extra time of a measurement (tap: a tapped call less a plain one; probe: the probe
+            call), its first (tracing) one left out; `cost_in_steps` = `measure_s` /
+            `plain_step_s`; `interval`, the spacing in steps the budget asks for (1 without
+            `max_overhead`); `overhead`, the measured fraction of training time spent
+            measuring so far (NaN before there are timings).
+        """
+        plain = float(np.median(self._plain_times)) if self._plain_times else math.nan
+        measured = float(np.median(self._measure_times)) if self._measure_times else math.nan
+        extra = max(measured - plain, 0.0) if self.mode == "tap" else measured
+        elapsed = time.perf_counter() - self._started if self._started else math.nan
+        return {
+            "mode": self.mode,
+            "measurements": self._measurements,
+            "plain_step_s": plain,
+            "measure_s": extra,
+            "cost_in_steps": extra / plain if plain > 0 else math.nan,
+            "interval": self._interval,
+            "max_overhead": self.max_overhead,
+            "overhead": extra * self._measurements / elapsed if elapsed > 0 else math.nan,
+        }
 
     # -- internals ---------------------------------------------------------------------------
 
+    def _build(self, model: keras.Model) -> Probe | Tap:
+        stats = self.stats
+        if self.terminate_on_nan:
+            # Termination needs the counts, whatever `stats` asked for.
+            stats = tuple(s for s in STAT_NAMES if s in stats or s in ("nan_count", "inf_count"))
+        common = dict(
+            layers=self.layers,
+            layer_classes=self.layer_classes,
+            saturation_threshold=self.saturation_threshold,
+            histogram_bins=self.histogram_bins,
+            histograms=self.log_dir is not None and bool(self.tensorboard),
+        )
+        if self.mode == "tap":
+            return build_tap(model, self.tensors, stats, **common)
+        probe = build_probe(
+            model, self.tensors, stats, training=self.training, loss=self.loss, **common
+        )
+        if not self.training:
+            _warn_inference_batchnorm(probe)
+        return probe
+
+    def _sinks(self) -> list:
+        return [
+            self._frame,
+            *([self._tensorboard] if self._tensorboard is not None else []),
+            *self._user_sinks,
+        ]
+
+    def _after_initial(self) -> None:
+        """`warn`'s printout and `diagnose`'s views of the initialization."""
+        latest = self._latest_findings() if self.warn or self.diagnose else None
+        if self.warn and latest is not None and latest[1] == self._last_measured and len(latest[2]):
+            print(format_findings(latest[2]))
+        self._log_views(first=True, latest=latest)
+
     def _schedule_after(self, step: int) -> int:
-        if self.schedule == "log":
-            return _next_log_step(step)
-        return (step // self.every_n_steps + 1) * self.every_n_steps
+        after = (
+            _next_log_step(step)
+            if self.schedule == "log"
+            else (step // self.every_n_steps + 1) * self.every_n_steps
+        )
+        if self.max_overhead is None or step < _DENSE_START:
+            return after
+        report = self.cost_report()
+        cost, plain = report["measure_s"], report["plain_step_s"]
+        if math.isfinite(cost) and math.isfinite(plain) and plain > 0:
+            per_step = plain / self.model.steps_per_execution
+            self._interval = max(1, math.ceil(cost / (self.max_overhead * per_step)))
+        return max(after, step + self._interval)
 
     def _iterations(self) -> int:
         return int(self.model.optimizer.iterations.numpy())
 
-    def _measure(self, initial: bool = False) -> None:
+    def _measure_probe(self, initial: bool = False) -> None:
         step = self._step
         self._next_step = self._schedule_after(step)
         if self._broken or self._last_measured == step:
             return
+        started = time.perf_counter()
         try:
-            result = self._probe_fn(*self.probe)
+            result = self._engine(*self.probe)
         except Exception as error:  # noqa: BLE001 - the callback must never crash the fit
             # A trace that fails at the first measurement is a configuration error; op errors
             # come from the data (a diverging fit) and are no reason to stop measuring.
@@ -315,7 +500,14 @@ class LayerStats(keras.callbacks.Callback):
                 raise
             self._warn_failure(step, error)
             return
+        if self._measurements:  # the first call traces
+            self._measure_times.append(time.perf_counter() - started)
+        self._take(step, result)
+
+    def _take(self, step: int, result: ProbeResult) -> None:
+        """Hand one measurement to the writer thread; stop training on NaN/Inf if asked."""
         self._last_measured = step
+        self._measurements += 1
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="LayerStats")
         # Back-pressure: one measurement in flight at most, so memory stays bounded and a killed
@@ -342,9 +534,8 @@ class LayerStats(keras.callbacks.Callback):
     def _write(self, step: int, epoch: int, result: ProbeResult) -> None:
         """Turn one measurement into rows and hand them to the sinks (on the writer thread)."""
         rows = result_rows(result, step, epoch)
-        self._frame.write(rows)
-        if self._tensorboard is not None:
-            self._tensorboard.write(rows, result.histograms)
+        for sink in self._sinks():
+            sink.write(rows, result.histograms)
 
     def _latest_findings(self) -> tuple[pd.DataFrame, int, pd.DataFrame] | None:
         """`(frame, latest step, diagnose's findings at that step)`; None before any row."""

@@ -53,13 +53,19 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import re
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+# Keras' reduction of a training step's logs across replicas, as `fit`'s own function does it;
+# it has no public alias.
+from keras.src.backend.tensorflow.trainer import reduce_per_replica
 
 from keras_initx.stats import ACTIVATION_BOUNDS, DEFAULT_BINS, STAT_NAMES, reduce_tensors
 from keras_initx.validation import check_backend, check_int, check_number
@@ -70,7 +76,9 @@ __all__ = [
     "LayerInfo",
     "Probe",
     "ProbeResult",
+    "Tap",
     "build_probe",
+    "build_tap",
     "check_arguments",
     "check_layer_filters",
     "find_layers",
@@ -381,12 +389,15 @@ class ProbeResult:
         histograms: float64 `[len(rows), bins + 2]` = `[lo, hi, counts...]` per row: counts
             over `bins` equal bins of the range [lo, hi] (min to max, widened around a constant
             tensor's value: `keras_initx.stats.histogram_range`), or None when not requested.
+        source: which batch was measured: `"probe"` (a `Probe`'s fixed batch) or `"tap"` (a
+            training batch, by a `Tap`).
     """
 
     rows: list[tuple[LayerInfo, str]]
     stats: tuple[str, ...]
     values: np.ndarray
     histograms: np.ndarray | None
+    source: str = "probe"
 
     def get(self, path: str, tensor: str, stat: str) -> float:
         """One value, by layer path, tensor name and statistic name."""
@@ -479,12 +490,15 @@ class _Measurement:
         self.rows: list[tuple[LayerInfo, str]] | None = None
         self.trace_count = 0
 
+    source = "probe"
+
     def _result(self, values, histograms) -> ProbeResult:
         return ProbeResult(
             rows=self.rows,
             stats=self.stats,
             values=np.asarray(values).astype(np.float64),
             histograms=None if histograms is None else np.asarray(histograms).astype(np.float64),
+            source=self.source,
         )
 
     def _set_rows(self, rows: list[tuple[LayerInfo, str]]) -> None:
@@ -709,6 +723,201 @@ class Probe(_Measurement):
         )
 
 
+class Tap(_Measurement):
+    """Measures `fit`'s own training step: the tensors of that step's forward and backward pass.
+
+    Build it with `build_tap`. `tapping()` swaps `model.train_function` for one call (one
+    `steps_per_execution` group): that call takes the next batch from fit's iterator and runs
+    `model.train_step` on it inside one compiled function that also records the selected layers'
+    tensors from that very pass (the `recording()` hooks of the probe; activation gradients
+    through `_gradient_hook`, weight gradients as the step hands them to `optimizer.apply`,
+    weights as they were before the update) and reduces them with `keras_initx.stats`. The rest of
+    the group runs through Keras' own function; then `model.train_function` is Keras' again. The
+    training step itself is unchanged: same loss, gradients, update, metrics and random seeds.
+
+    The function is traced once, on the first tapped batch, with that batch's static shapes (the
+    statistics need them); a batch of another shape (an epoch's smaller last batch) is trained on
+    with Keras' function and not measured (`result` stays None). With `jit_compile` the training
+    step and the recording are XLA-compiled as Keras compiles its own step, and the reductions
+    run outside XLA. Under a `tf.distribute` strategy the replicas' tensors are joined before
+    reducing (activations concatenated along the batch, weight gradients summed), so the
+    statistics are those of the global batch. Gradients are those of the loss Keras
+    differentiates (divided by the loss scale under mixed precision: the unscaled gradients).
+
+    Attributes:
+        result: the `ProbeResult` of the last tapped call, None until one measured a batch.
+        trace_count: number of times the tapped function was traced.
+    """
+
+    source = "tap"
+
+    def __init__(
+        self, model: keras.Model, layers: list[LayerInfo], tensors, stats, **kwargs
+    ) -> None:
+        super().__init__(model, layers, tensors, stats, **kwargs)
+        self.result: ProbeResult | None = None
+        self._function: Callable | None = None
+        self._signature: Any = None
+
+    @contextlib.contextmanager
+    def tapping(self) -> Iterator[None]:
+        """Make the next `model.train_function` call a tapped one (and only that one).
+
+        On exit Keras' function is back in place whether the call happened or not.
+        """
+        model = self.model
+        plain = model.train_function
+        if plain is None:
+            raise ValueError(
+                f"Invalid value for argument `model`. Received: model={model.name!r} without a "
+                "train function. Expected a model inside `fit` (tap from a callback's "
+                "`on_train_batch_begin`)."
+            )
+        self.result = None
+
+        def train_function(iterator):
+            model.train_function = plain
+            return self._run(iterator, plain)
+
+        model.train_function = train_function
+        try:
+            yield
+        finally:
+            if model.train_function is train_function:
+                model.train_function = plain
+
+    def _run(self, iterator, plain: Callable):
+        if not hasattr(iterator, "get_next_as_optional"):
+            return plain(iterator)  # not a tf.data iterator: nothing to take a batch from
+        optional = iterator.get_next_as_optional()
+        if not optional.has_value():
+            raise StopIteration  # the end of the data, as Keras' own function says it
+        data = optional.get_value()
+        signature = tf.nest.map_structure(
+            lambda t: (tuple(t.shape), t.dtype), data, expand_composites=True
+        )
+        if self._function is None:
+            self._build_state(data)
+            self._function, self._signature = self._compile(), signature
+        if signature == self._signature:
+            logs, values, histograms = self._function(data)
+            self.result = self._result(values, histograms)
+        else:
+            logs = plain(iter([data]))
+        # The rest of the group: Keras' function takes them from a Python iterator.
+        rest = _batches(iterator, self.model.steps_per_execution - 1)
+        first = next(rest, None)
+        if first is not None:
+            logs = plain(itertools.chain([first], rest))
+        return logs
+
+    def _build_state(self, data) -> None:
+        """Create the optimizer's and the compiled metrics' variables before the trace.
+
+        Keras creates them in its first training step when no distribution strategy is set
+        (under one, `fit` builds them before training, with the private `_symbolic_build` used
+        here); variables created inside a `tf.function` make TensorFlow trace it twice.
+        """
+        model = self.model
+        metrics = getattr(model, "_compile_metrics", None)
+        if model.optimizer.built and (metrics is None or metrics.built):
+            return
+        with model.distribute_strategy.scope():
+            model._symbolic_build(data_batch=data)
+
+    def _compile(self) -> Callable:
+        model = self.model
+        strategy = model.distribute_strategy
+
+        def step_on_data(data, recorders):
+            outputs = strategy.run(self._replica_step, args=(data, recorders))
+            logs, tensors = outputs
+            # How Keras reduces a training step's logs across replicas (`fit`'s own function).
+            logs = reduce_per_replica(logs, strategy, reduction="auto")
+            return logs, self._joined(strategy, tensors)
+
+        if model.jit_compile and not model.run_eagerly:
+            step_on_data = tf.function(step_on_data, jit_compile=True, autograph=False)
+
+        def tapped(data):
+            self.trace_count += 1
+            recorders = _PerReplica()  # per trace: TensorFlow may trace twice
+            with contextlib.ExitStack() as stack:
+                stack.enter_context(recording(self.layers, recorders, FUSED_ACTIVATIONS))
+                optimizer = model.optimizer
+                _install(stack, optimizer, "apply", _recording_apply(optimizer, recorders))
+                logs, tensors = step_on_data(data, recorders)
+            return (logs, *self._reduce(self.rows, tensors))
+
+        return tapped if model.run_eagerly else tf.function(tapped, autograph=False)
+
+    def _replica_step(self, data, recorders: _PerReplica):
+        """`model.train_step` on one replica's batch, and the recorded tensors of the rows."""
+        data = tf.nest.map_structure(
+            lambda v: None if isinstance(v, tf.experimental.Optional) else v, data
+        )
+        valued = {t for t in self.tensors if t in ("kernel", "recurrent_kernel")}
+        weights = {
+            id(v): v.value  # read before the step: the weights the batch saw
+            for info in self.layers
+            for name in valued
+            if (v := info.variable(name)) is not None
+        }
+        scale = self.model.optimizer.scale_loss(1.0)  # before the step may change it
+        logs = self.model.train_step(data)
+        recorded = recorders.current()
+        preactivation_grads(recorded)
+        rows, tensors = _row_tensors(self._rows_of(recorded), recorded, weights, recorded.applied)
+        self._set_rows(rows)
+        if not (isinstance(scale, float) and scale == 1.0):
+            scale = tf.cast(scale, tf.float32)
+            tensors = [
+                tf.cast(t, tf.float32) / scale if tensor.endswith("_grad") else t
+                for (_, tensor), t in zip(rows, tensors, strict=True)
+            ]
+        return logs, tensors
+
+    def _joined(self, strategy: tf.distribute.Strategy, tensors: list) -> list:
+        """The global batch's tensors from the replicas': batch-shaped ones concatenated,
+        weight gradients summed, weights from the first replica (all replicas hold them)."""
+        joined = []
+        for (_, tensor), value in zip(self.rows, tensors, strict=True):
+            local = strategy.experimental_local_results(value)
+            if len(local) == 1:
+                joined.append(local[0])
+            elif tensor.startswith(("activation", "preactivation")):
+                joined.append(tf.concat(local, axis=0))
+            elif tensor.endswith("_grad"):
+                joined.append(tf.add_n(local))
+            else:
+                joined.append(local[0])
+        return joined
+
+
+def _batches(iterator, count: int) -> Iterator:
+    """Up to `count` more batches of a tf.data iterator, eagerly."""
+    for _ in range(count):
+        optional = iterator.get_next_as_optional()
+        if not optional.has_value():
+            return
+        yield optional.get_value()
+
+
+def _recording_apply(optimizer: keras.optimizers.Optimizer, recorders: _PerReplica) -> Callable:
+    """`optimizer.apply` that first keeps the gradients it is given, per variable."""
+    original_apply = optimizer.apply
+
+    def apply(grads, trainable_variables=None):
+        if trainable_variables is not None:
+            applied = recorders.current().applied
+            for grad, variable in zip(grads, trainable_variables, strict=False):
+                if grad is not None:
+                    applied.setdefault(id(variable), grad)
+        return original_apply(grads, trainable_variables)
+
+    return apply
+
+
 @contextlib.contextmanager
 def _without_constant_folding() -> Iterator[None]:
     """Turn Grappler's constant folding off while a probe runs.
@@ -738,12 +947,28 @@ def _kept(rows: list, tensors: list) -> tuple[list, list]:
 class _Recorded:
     """What one trace recorded: `tensors[(layer, call, "activation"|"preactivation")]`, their
     gradients `grads[...]` (same keys, filled by the backward pass through `_gradient_hook`),
-    and the number of `calls` of each layer."""
+    the number of `calls` of each layer, and the gradients a training step handed to the
+    optimizer, `applied[id(variable)]`."""
 
     def __init__(self) -> None:
         self.tensors: dict[tuple[keras.layers.Layer, int, str], tf.Tensor] = {}
         self.grads: dict[tuple[keras.layers.Layer, int, str], tf.Tensor] = {}
         self.calls: dict[keras.layers.Layer, int] = {}
+        self.applied: dict[int, tf.Tensor] = {}
+
+    def current(self) -> _Recorded:
+        return self
+
+
+class _PerReplica:
+    """One `_Recorded` per replica: `tf.distribute.MirroredStrategy` runs the step once per
+    replica, each in its own thread, through the same (wrapped) layers."""
+
+    def __init__(self) -> None:
+        self._by_thread: dict[int, _Recorded] = {}
+
+    def current(self) -> _Recorded:
+        return self._by_thread.setdefault(threading.get_ident(), _Recorded())
 
 
 def _gradient_hook(recorded: _Recorded, key: tuple) -> Callable[[tf.Tensor], tf.Tensor]:
@@ -776,13 +1001,17 @@ def _record(recorded: _Recorded, key: tuple, tensor):
     recorded.tensors.setdefault(key, tensor)
     if not (isinstance(tensor, tf.Tensor) and tensor.dtype.is_floating):
         return tensor
-    # Keras computes a cross-entropy from the logits behind a softmax/sigmoid output, which it
-    # finds on that very tensor: a hooked copy would make the loss use the probabilities and
-    # change training. The loss does not depend on such an output, so it has no gradient.
-    op_type = getattr(getattr(tensor, "op", None), "type", None)
-    if hasattr(tensor, "_keras_logits") or op_type in _LOGIT_OPS:
-        return tensor
     hooked = _gradient_hook(recorded, key)(tensor)
+    # Keras computes a cross-entropy from the logits behind a softmax/sigmoid output, which it
+    # finds on the output tensor itself (`_keras_logits`, or the op's input): the hooked copy
+    # carries them, so the loss is computed as without the hook (a loss on the probabilities
+    # flows through the hook).
+    op = getattr(tensor, "op", None)
+    logits = getattr(tensor, "_keras_logits", None)
+    if logits is None and getattr(op, "type", None) in _LOGIT_OPS:
+        logits = op.inputs[0]
+    if logits is not None:
+        hooked._keras_logits = logits
     mask = getattr(tensor, "_keras_mask", None)
     if mask is not None:
         hooked._keras_mask = mask
@@ -801,29 +1030,54 @@ def _install(stack: contextlib.ExitStack, layer: keras.layers.Layer, name: str, 
         stack.callback(object.__delattr__, layer, name)
 
 
+# Activations that TensorFlow's graph optimizer (Grappler's remapper) computes inside a fused
+# MatMul/Conv + BiasAdd kernel on CPU, rounding differently from the standalone op: a recorded
+# pre-activation there splits the fusion and changes the trained weights in the last bits
+# (1e-9 after three steps, measured). A tap evaluates such layers a second time beside the
+# training path instead (`recording(..., beside=...)`).
+FUSED_ACTIVATIONS: frozenset[str] = frozenset({"tanh", "sigmoid", "elu"})
+
+
 @contextlib.contextmanager
-def recording(layers: Sequence[LayerInfo], recorded: _Recorded) -> Iterator[None]:
+def recording(
+    layers: Sequence[LayerInfo],
+    recorded: _Recorded | _PerReplica,
+    beside: frozenset[str] = frozenset(),
+) -> Iterator[None]:
     """Record the outputs (and pre-activations) of `layers` into `recorded` inside the block.
+
+    The pre-activation of a layer whose activation is named in `beside` is recorded from a
+    second evaluation of the layer on the same inputs and weights, so that the model's own
+    computation stays as it is (no gradient flows through the copy: `preactivation_grads`
+    derives it from the output's gradient).
 
     Every wrapper is an instance attribute removed on exit, whatever happens: each undo is
     registered right after its install, so a failure half-way leaves nothing behind.
     """
     with contextlib.ExitStack() as stack:
         for info in layers:
-            _install(stack, info.layer, "call", _recording_call(info.layer, recorded))
-            if "preactivation" in info.tensors:
+            wanted = "preactivation" in info.tensors
+            twice = wanted and info.activation in beside
+            _install(stack, info.layer, "call", _recording_call(info.layer, recorded, twice))
+            if wanted and not twice:
                 activation = _recording_activation(info.layer, recorded)
                 _install(stack, info.layer, "activation", activation)
         yield
 
 
-def _recording_call(layer: keras.layers.Layer, recorded: _Recorded) -> Callable:
+def _recording_call(
+    layer: keras.layers.Layer, recorders: _Recorded | _PerReplica, twice: bool = False
+) -> Callable:
     original_call = layer.call
 
     def call(*args, **kwargs):
+        recorded = recorders.current()
         recorded.calls[layer] = call_index = recorded.calls.get(layer, 0)
         outputs = original_call(*args, **kwargs)
         recorded.calls[layer] = call_index + 1
+        if twice:
+            key = (layer, call_index, "preactivation")
+            recorded.tensors.setdefault(key, _preactivation(layer, original_call, args, kwargs))
         flat = tf.nest.flatten(outputs)
         # The layer's main output, its first one, is recorded and hooked.
         flat[0] = _record(recorded, (layer, call_index, "activation"), flat[0])
@@ -832,10 +1086,40 @@ def _recording_call(layer: keras.layers.Layer, recorded: _Recorded) -> Callable:
     return call
 
 
-def _recording_activation(layer: keras.layers.Layer, recorded: _Recorded) -> Callable:
+def _preactivation(layer: keras.layers.Layer, call: Callable, args, kwargs) -> tf.Tensor:
+    """The input of `layer.activation` in a second evaluation of `call(*args, **kwargs)`."""
+    seen = []
+
+    def capture(inputs, *_args, **_kwargs):
+        seen.append(inputs)
+        return inputs
+
+    with contextlib.ExitStack() as stack:
+        _install(stack, layer, "activation", capture)
+        call(*args, **kwargs)
+    return seen[0]
+
+
+def preactivation_grads(recorded: _Recorded) -> None:
+    """Fill the gradients of pre-activations recorded beside the training path: the
+    activation's vector-Jacobian product with the gradient of the layer's output."""
+    for (layer, call, kind), z in list(recorded.tensors.items()):
+        key, output = (layer, call, kind), (layer, call, "activation")
+        if kind != "preactivation" or key in recorded.grads or output not in recorded.grads:
+            continue
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            a = layer.activation(z)
+        recorded.grads[key] = tape.gradient(a, z, output_gradients=recorded.grads[output])
+
+
+def _recording_activation(
+    layer: keras.layers.Layer, recorders: _Recorded | _PerReplica
+) -> Callable:
     original_activation = layer.activation
 
     def activation(inputs, *args, **kwargs):
+        recorded = recorders.current()
         key = (layer, recorded.calls.get(layer, 0), "preactivation")
         if key in recorded.tensors:  # a second activation call inside one layer call
             return original_activation(inputs, *args, **kwargs)
@@ -912,3 +1196,48 @@ def _has_compiled_loss(model: keras.Model) -> bool:
     # A subclass overriding `compute_loss` brings its own loss.
     overridden = getattr(type(model), "compute_loss", None) is not keras.Model.compute_loss
     return getattr(model, "loss", None) is not None or overridden
+
+
+def build_tap(
+    model: keras.Model,
+    tensors: Sequence[str] | None = None,
+    stats: Sequence[str] | None = None,
+    *,
+    layers: str | None = None,
+    layer_classes: Sequence[str | type] | None = None,
+    saturation_threshold: float = 0.99,
+    histogram_bins: int = DEFAULT_BINS,
+    histograms: bool = False,
+) -> Tap:
+    """Build a `Tap`: the measuring variant of a compiled model's training step.
+
+    The arguments are those of `build_probe` less `training` and `loss`: a tap measures the
+    training step as `fit` runs it (training mode, the compiled loss or the model's own
+    `train_step`).
+
+    Example (what `LayerStats(mode="tap")` does on a measuring step):
+        >>> tap = build_tap(model, stats=["mean", "std"])
+        >>> # in a callback's on_train_batch_begin:
+        >>> with tap.tapping():
+        ...     ...                       # fit calls model.train_function(iterator) once
+        >>> tap.result.get("model/dense", "activation", "std")
+
+    Raises:
+        ValueError: as `build_probe`, or a model without an optimizer (not compiled).
+    """
+    check_backend("build_tap")
+    tensors, stats = check_arguments(tensors, stats, saturation_threshold, histogram_bins)
+    if getattr(model, "optimizer", None) is None:
+        raise ValueError(
+            f"Invalid value for argument `model`. Received: model={model.name!r}, not compiled. "
+            "Expected a model compiled with an optimizer: a tap measures its training step."
+        )
+    return Tap(
+        model,
+        find_layers(model, layers, layer_classes),
+        tensors,
+        stats,
+        saturation_threshold=saturation_threshold,
+        histogram_bins=histogram_bins,
+        histograms=histograms,
+    )

@@ -127,8 +127,8 @@ def _build_parser() -> argparse.ArgumentParser:
         help="per-layer activation/gradient std of a deep Dense stack at initialization",
         description="The seed 001 depth experiment for any initializers. SPEC is a name "
         "(glorot_uniform, lecun_1_over_sqrt_d, lsuv, ...), a built-in with keyword arguments "
-        "(\"random_normal(stddev=0.01)\"), optionally labelled: "
-        "\"small=random_normal(stddev=0.01)\".",
+        '("random_normal(stddev=0.01)"), optionally labelled: '
+        '"small=random_normal(stddev=0.01)".',
     )
     sweep.add_argument("--init", action="append", metavar="SPEC",
                        help="initializer (repeat; default: seed 001's three)")  # fmt: skip
@@ -284,9 +284,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     runs = []
     for label, spec in training.items():
-        result = compare_training(
-            {label: spec}, epochs=epochs, seed=args.seed, log_dir=tensorboard
-        )
+        result = compare_training({label: spec}, epochs=epochs, seed=args.seed, log_dir=tensorboard)
         runs.append(result)
         last = result.history.iloc[-1]
         hidden = result.symmetry[result.symmetry["layer"] != "output"]["distinct_units"]
@@ -301,13 +299,19 @@ def _demo(args: argparse.Namespace) -> int:
         found = diagnose(frame.drop(columns="initializer"))
         findings.append(found.assign(initializer=label, source="digits training, step 0"))
         written.append(
-            _png(plots.plot_layer_heatmap(frame), _path(out, "heatmaps", f"{label}.png"),
-                 f"activation std per layer over training steps: {label}")  # fmt: skip
+            _png(
+                plots.plot_layer_heatmap(frame),
+                _path(out, "heatmaps", f"{label}.png"),
+                f"activation std per layer over training steps: {label}",
+            )  # fmt: skip
         )
     written += [
         _csv(history, _path(out, "training_history.csv"), "loss/accuracy per epoch per run"),
-        _png(plots.plot_training_curves(history), _path(out, "training.png"),
-             "training curves per initializer"),  # fmt: skip
+        _png(
+            plots.plot_training_curves(history),
+            _path(out, "training.png"),
+            "training curves per initializer",
+        ),  # fmt: skip
         _csv(layer_stats, _path(out, "layer_stats.csv"), "LayerStats rows of every run"),
         _csv(symmetry, _path(out, "symmetry.csv"), "distinct units per layer after training"),
     ]
@@ -388,8 +392,11 @@ def _report(args: argparse.Namespace) -> int:
         for tensor in ("activation", "activation_grad"):
             if tensor in set(part["tensor"]):
                 written.append(
-                    _png(plots.plot_layer_heatmap(part, tensor), _path(out, f"{name}_{tensor}.png"),
-                         f"{tensor} std per layer over steps: {name}")  # fmt: skip
+                    _png(
+                        plots.plot_layer_heatmap(part, tensor),
+                        _path(out, f"{name}_{tensor}.png"),
+                        f"{tensor} std per layer over steps: {name}",
+                    )  # fmt: skip
                 )
         print(f"== {name}")
         steps = sorted(part["step"].unique())

@@ -212,9 +212,7 @@ def _pretrain_dense(
 
 def _chain_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """The model's layers in order, after checking they form a chain of Dense/weightless layers."""
-    layers = [
-        layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)
-    ]
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
     for layer in layers:
         if not isinstance(layer, keras.layers.Dense) and layer.weights:
             raise ValueError(

@@ -68,7 +68,7 @@ def test_rows_steps_and_columns(fitted):
     assert first["layer"].unique().tolist() == ["mlp/d1", "mlp/out"]
     assert first["layer_index"].unique().tolist() == [0, 1]
     assert first["activation"].unique().tolist() == ["tanh", "linear"]
-    assert cb._probe_fn.trace_count == 1  # eleven measurements, one trace
+    assert cb.engine.trace_count == 1  # eleven measurements, one trace
 
 
 def test_step_zero_is_the_initialization(fitted, data):
@@ -114,7 +114,7 @@ def test_second_fit_keeps_counting(data):
     model.fit(*data, batch_size=16, epochs=1, verbose=0, callbacks=[cb])
     # Optimizer steps 0..8 measured at 0, 3, 6 and the second fit's start (4, unmeasured before).
     assert sorted(cb.to_dataframe()["step"].unique()) == [0, 3, 4, 6]
-    assert cb._probe_fn.trace_count == 1
+    assert cb.engine.trace_count == 1
 
 
 def test_log_schedule_and_epoch_ends(data):
@@ -156,11 +156,28 @@ def test_nan_and_inf_are_counted_and_training_goes_on(data):
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"probe": None}, ValueError, r"Received: probe=None. Expected a tuple `\(x, y\)`"),
+        (
+            {"probe": None, "mode": "probe"},
+            ValueError,
+            r"Received: probe=None. Expected a tuple `\(x, y\)`",
+        ),
+        ({"mode": "stream"}, ValueError, r"mode='stream'. Expected one of: tap, probe"),
+        ({"mode": "tap"}, ValueError, r"`probe` with mode='tap'. Received: probe=a tuple"),
+        (
+            {"probe": None, "training": True},
+            ValueError,
+            r"`training` with mode='tap'. Received: training=True. Expected it left out",
+        ),
+        ({"probe": None, "loss": "mse"}, ValueError, r"`loss` with mode='tap'"),
+        ({"probe": None, "on_epoch_end": True}, ValueError, r"`on_epoch_end` with mode='tap'"),
+        ({"max_overhead": 0}, ValueError, r"max_overhead=0. Expected a number in \(0, 1\)"),
+        ({"max_overhead": 1.5}, ValueError, r"max_overhead=1.5. Expected"),
+        ({"tensorboard": "yes"}, ValueError, r"tensorboard='yes'. Expected True, False"),
+        ({"sinks": [print]}, TypeError, r"in sinks. Expected objects with `write"),
         ({"probe": [1, 2]}, TypeError, r"Received: probe=list"),
         ({"probe": (np.ones((2, 8)), None)}, ValueError, r"Expected labels `y`"),
         ({"every_n_steps": 0}, ValueError, r"every_n_steps=0. Expected an int >= 1"),
-        ({"schedule": "cosine"}, ValueError, r"schedule='cosine'. Expected one of \['every_n"),
+        ({"schedule": "cosine"}, ValueError, r"schedule='cosine'. Expected one of: every_n_steps, log"),
         ({"stats": ["p95"]}, ValueError, r"unknown: \['p95'\]\). Expected .*\['frac_dead_units'"),
         ({"tensors": ["weights"]}, ValueError, r"tensors=\['weights'\]"),
         ({"probe": (np.ones((0, 8)), np.zeros(0))}, ValueError, r"x with shapes \[\(0, 8\)\]"),

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_initx.capture import TENSORS, build_probe, find_layers, input_mismatch
+from keras_initx.capture import TENSORS, build_probe, find_layers
+from keras_initx.validation import input_mismatch
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 

@@ -20,6 +20,7 @@ def _rows(step, nan_saturation=True):
             "activation": "tanh",
             "kernel_initializer": "glorot_uniform",
             "tensor": ["activation", "kernel"],
+            "source": "probe",
         }
     )
     values = np.arange(2 * len(STAT_NAMES), dtype=float).reshape(2, -1) + step

@@ -57,6 +57,7 @@ KEY_COLUMNS: tuple[str, ...] = (
     "activation",
     "kernel_initializer",
     "tensor",
+    "source",
 )
 COLUMNS: tuple[str, ...] = KEY_COLUMNS + STAT_NAMES
 
@@ -69,6 +70,7 @@ _DTYPES = {
     "activation": "str",
     "kernel_initializer": "str",
     "tensor": "str",
+    "source": "str",
     **dict.fromkeys(STAT_NAMES, "float64"),
 }
 
@@ -103,6 +105,7 @@ def result_rows(result: ProbeResult, step: int, epoch: int = 0) -> pd.DataFrame:
                 [info.kernel_initializer for info, _ in rows], dtype="str"
             ),
             "tensor": pd.Series([tensor for _, tensor in rows], dtype="str"),
+            "source": pd.Series([result.source] * len(rows), dtype="str"),
             **dict(zip(STAT_NAMES, values.T, strict=True)),
         }
     )

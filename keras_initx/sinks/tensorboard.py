@@ -48,6 +48,7 @@ TensorFlow's retracing warning when a user fits several times.
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -363,6 +364,18 @@ class TensorBoardSink:
         """matplotlib Figures as images `plots/<name>` in the `layer_stats` run at `step`."""
         with self._root().as_default():
             write_images({f"plots/{k}": v for k, v in figures.items()}, step)
+        self._root().flush()
+
+    def write_cost(self, report: Mapping[str, Any], step: int) -> None:
+        """`LayerStats.cost_report()` as scalars `cost/<key>` (the numbers) and a text `cost`
+        in the `layer_stats` run at `step`."""
+        numbers = {k: v for k, v in report.items() if isinstance(v, int | float) and v is not None}
+        with self._root().as_default():
+            for key, value in numbers.items():
+                if math.isfinite(value):
+                    tf.summary.scalar(f"cost/{key}", value, step=step)
+            table = "\n".join(f"| {k} | {v} |" for k, v in report.items())
+            tf.summary.text("cost", f"| | |\n|---|---|\n{table}", step=step)
         self._root().flush()
 
     def flush(self) -> None:
