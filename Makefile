@@ -17,6 +17,7 @@ demo: $(BIN)/keras-initx
 
 test: $(BIN)/keras-initx
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
 bench: $(BIN)/keras-initx

@@ -1,29 +1,47 @@
-"""Wall-time overhead of LayerStats against a plain fit and Keras' TensorBoard(histogram_freq=1).
+"""Wall-time overhead of LayerStats (tap and probe modes) against a plain fit.
 
-Two models, batch 128, probe = one batch of 128:
+Two models, batch 128:
   reference  10 Dense(500, tanh) layers on 784 inputs, 10 logits;
   cnn        Conv2D(16)-MaxPool-Conv2D(32)-MaxPool-Dense(64)-Dense(10) on 28x28x1.
-Settings: no callbacks (twice: "plain" and "plain again", whose ratio shows the noise floor);
-TensorBoard(histogram_freq=1); LayerStats(every_n_steps = 1, 16, 64) with all tensors and
-statistics, writing CSV, Parquet and TensorBoard to a temporary log_dir.
+Configurations of each model: no callbacks (twice: "plain" and "plain again", whose ratio is the
+noise floor); Keras' TensorBoard(histogram_freq=1) for reference; and LayerStats in both modes,
+`tap` (fit's own training step measured, no probe) and `probe` (one batch of 128 as probe), each
+with every_n_steps = 1, 4, 16, 64, with schedule="log" and with max_overhead=0.02 (log schedule,
+measurements spaced to cost at most 2%). LayerStats keeps all tensors and statistics and writes
+CSV, Parquet and TensorBoard (tensorboard=True) to its own temporary log_dir.
 
 How (this is a shared 2-core VM where identical fits vary by tens of percent between
-repetitions, so only paired, interleaved ratios are trustworthy): every setting has its own
-model, traced and warmed up by one fit. Each repetition then fits every setting once for
---steps steps (one epoch), in an order rotated by one each repetition, and each setting's time
-is divided by the plain fit of the same repetition. The table gives the median of those paired
-ratios and their interquartile range (IQR, 25th-75th percentile) over --repeats repetitions:
+repetitions, so only paired, interleaved ratios are trustworthy): every configuration has its own
+compiled model and callbacks, traced and warmed up by one fit, reused by all its timed fits, so
+tracing is never timed. Each repetition then fits every configuration once for --steps steps
+(one epoch): the models in alternating order, each model's configurations in a shuffled order
+(seeded), and each configuration's time is divided by the plain fit of the same model in the
+same repetition. The tables give the median of those paired ratios and their interquartile
+range (IQR, 25th-75th percentile) over --repeats repetitions:
   steady    the training steps alone: from the start of the first batch to the end of the last
-            one, after waiting for LayerStats' background writes of the probes in that window
-            (--steps is a multiple of 64, so the window holds exactly steps / n probes);
-  fit       the whole `model.fit` call, epoch-end work included (TensorBoard's histograms,
-            LayerStats' CSV flush and Parquet rewrite), i.e. one epoch of --steps steps.
-One probe (`Probe.__call__`: compiled forward + backward + statistics, results on the host) is
-timed against one training step (`model.train_function` on one batch) in alternation, --calls
-times each; the cost is the median probe over the median step, with the IQR of the paired
-per-call ratios.
+            one (LayerStats' background writes run inside that window, one measurement in
+            flight at most: only the last one's write falls outside);
+  fit       the whole `model.fit` call, epoch-end work included (Keras' histograms, LayerStats'
+            CSV flush and Parquet rewrite of all rows so far), i.e. one epoch of --steps steps.
+  meas/fit  measurements per timed fit (LayerStats.cost_report()["measurements"] before and
+            after; the optimizer step keeps counting across fits, so the log schedule and the
+            budget measure rarely after the warm-up fit, as they would late in a long run);
+  cost      LayerStats.cost_report()["cost_in_steps"] after each timed fit, median over
+            repetitions: the callback's own estimate of one measurement in plain steps (tap:
+            tapped call less plain call; n/a where every step is measured).
+The direct costs, per model, time calls of `model.train_function` on one batch --calls times in
+alternation (order swapped each call) with the measured variant: a tapped call (the tap
+configuration's `LayerStats.engine.tapping()`, results on the host) and a probe
+(`LayerStats.engine(x, y)`); each is given as the median measured call over the median plain
+call, with the IQR of the paired per-call ratios.
 
-Run: python benchmarks/callback_overhead.py [--steps 64] [--repeats 15] [--calls 40]
+Targets (from the issue): tap every 16 steps <= 1.02x, tap every step <= 1.5x (steady ratios),
+one tapped step <= 1.35 plain steps; probe mode no slower than before the tap (the README's
+figures of this benchmark at commit 525fe12, same machine class: another run, so compare loosely
+and against the noise floor).
+
+Run: python benchmarks/callback_overhead.py [--steps 64] [--repeats 10] [--calls 60]
+    [--models reference,cnn] [--quick]
 """
 
 from __future__ import annotations
@@ -31,6 +49,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import tempfile
 import time
 
@@ -44,12 +63,29 @@ import tensorflow as tf  # noqa: E402
 from keras_initx.callbacks import LayerStats  # noqa: E402
 
 BATCH = 128
-SETTINGS = ("plain", "plain_again", "tensorboard", "every_1", "every_16", "every_64")
+MAX_OVERHEAD = 0.02
+SCHEDULES = ("every_1", "every_4", "every_16", "every_64", "log", "budget")
+CONFIGS = (
+    "plain",
+    "plain_again",
+    "keras_tensorboard",
+    *(f"{mode}_{schedule}" for mode in ("tap", "probe") for schedule in SCHEDULES),
+)
 LABELS = {
     "plain": "no callbacks",
     "plain_again": "no callbacks, again (noise floor)",
-    "tensorboard": "TensorBoard(histogram_freq=1)",
+    "keras_tensorboard": "Keras TensorBoard(histogram_freq=1)",
 }
+# Steady-ratio targets of the issue; the direct tapped-step target in plain steps.
+TARGETS = {"tap_every_16": 1.02, "tap_every_1": 1.5}
+TAPPED_STEP_TARGET = 1.35
+# Probe mode before the tap (README, benchmark at commit 525fe12): steady ratios and one probe
+# in plain steps.
+BEFORE = {
+    "reference": {"probe_every_1": 2.803, "probe_every_16": 1.159, "probe_every_64": 1.071},
+    "cnn": {"probe_every_1": 3.167, "probe_every_16": 1.197, "probe_every_64": 1.094},
+}
+PROBE_BEFORE = {"reference": 1.22, "cnn": 1.44}
 
 
 def reference_model() -> keras.Model:
@@ -73,16 +109,17 @@ def cnn_model() -> keras.Model:
     )
 
 
+MODELS = {"reference": (reference_model, (784,)), "cnn": (cnn_model, (28, 28, 1))}
+
+
 class StepWindow(keras.callbacks.Callback):
     """Times the training steps of a fit: first batch begin to last batch end.
 
-    Goes last in the callback list, so the window holds the other callbacks' batch-end work;
-    LayerStats' background writes are waited for at the end so that they are counted too.
+    Goes last in the callback list, so the window holds the other callbacks' batch work.
     """
 
-    def __init__(self, layer_stats: list[LayerStats]) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.layer_stats = layer_stats
         self.seconds = float("nan")
         self._start = 0.0
 
@@ -92,131 +129,260 @@ class StepWindow(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         if batch == self.params["steps"] - 1:
-            for cb in self.layer_stats:
-                cb._collect_writes(wait=True)
             self.seconds = time.perf_counter() - self._start
 
 
-def make_setting(name: str, build, x, y, batches: tf.data.Dataset, log_root: str):
-    """A compiled model and its callbacks, warmed up by one fit (traces, opens writers)."""
-    keras.utils.set_random_seed(0)
-    model = build()
-    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    log_dir = os.path.join(log_root, f"{model.name}_{name}")
-    callbacks = []
-    if name == "tensorboard":
-        callbacks = [keras.callbacks.TensorBoard(log_dir, histogram_freq=1)]
-    elif name.startswith("every_"):
-        n = int(name.split("_")[1])
-        callbacks = [LayerStats(probe=(x[:BATCH], y[:BATCH]), log_dir=log_dir, every_n_steps=n)]
-    window = StepWindow([cb for cb in callbacks if isinstance(cb, LayerStats)])
-    callbacks.append(window)
-    # Same number of steps as the timed fits: iterations stay multiples of 64, so a fit starts
-    # where the previous one measured and LayerStats' step-0 measurement is not repeated.
-    model.fit(batches, epochs=1, verbose=0, callbacks=callbacks, shuffle=False)
-    return model, callbacks, window
+class Run:
+    """One configuration: its compiled model, callbacks and timings over the repetitions."""
 
+    def __init__(self, name: str, build, probe: tuple, batches, log_root: str) -> None:
+        keras.utils.set_random_seed(0)
+        self.name = name
+        self.model = build()
+        self.model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        self.batches = batches
+        log_dir = os.path.join(log_root, f"{self.model.name}_{name}")
+        self.layer_stats: LayerStats | None = None
+        callbacks = []
+        if name == "keras_tensorboard":
+            callbacks.append(keras.callbacks.TensorBoard(log_dir, histogram_freq=1))
+        elif name.startswith(("tap_", "probe_")):
+            mode, schedule = name.split("_", 1)
+            kwargs = dict(log_dir=log_dir, tensorboard=True, mode=mode)
+            if mode == "probe":
+                kwargs["probe"] = probe
+            if schedule == "log":
+                kwargs["schedule"] = "log"
+            elif schedule == "budget":
+                kwargs["max_overhead"] = MAX_OVERHEAD
+            else:
+                kwargs["every_n_steps"] = int(schedule.split("_")[1])
+            self.layer_stats = LayerStats(**kwargs)
+            callbacks.append(self.layer_stats)
+        self.window = StepWindow()
+        self.callbacks = [*callbacks, self.window]
+        self.steady: list[float] = []
+        self.whole: list[float] = []
+        self.measurements: list[int] = []
+        self.cost: list[float] = []
+        # Warm-up: traces the training step (and the tap or probe), opens the writers. Same
+        # number of steps as the timed fits: iterations stay multiples of 64, so every_n_steps
+        # measures the same steps in every timed fit.
+        self._fit()
 
-def timed_fit(model, callbacks, window, batches: tf.data.Dataset) -> tuple[float, float]:
-    """(steady window seconds, whole fit seconds)."""
-    start = time.perf_counter()
-    model.fit(batches, epochs=1, verbose=0, callbacks=callbacks, shuffle=False)
-    return window.seconds, time.perf_counter() - start
-
-
-def probe_cost(model: keras.Model, cb: LayerStats, calls: int) -> tuple[float, float, np.ndarray]:
-    """(median step s, median probe s, paired probe/step ratios), alternating the two."""
-    x, y, _ = cb.probe
-    batches = iter(tf.data.Dataset.from_tensors((tf.constant(x), tf.constant(y))).repeat())
-
-    def step():
-        logs = model.train_function(batches)
-        logs = logs.get_value() if hasattr(logs, "get_value") else logs
-        tf.nest.map_structure(lambda t: t.numpy(), logs)  # wait for the step to finish
-
-    step()
-    cb._probe_fn(*cb.probe)
-    steps, probes = [], []
-    for _ in range(calls):
+    def _fit(self) -> float:
         start = time.perf_counter()
-        step()
-        steps.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        cb._probe_fn(*cb.probe)
-        probes.append(time.perf_counter() - start)
-    steps, probes = np.array(steps), np.array(probes)
-    return float(np.median(steps)), float(np.median(probes)), probes / steps
+        self.model.fit(self.batches, epochs=1, verbose=0, callbacks=self.callbacks, shuffle=False)
+        return time.perf_counter() - start
+
+    def timed_fit(self) -> None:
+        before = self.layer_stats.cost_report()["measurements"] if self.layer_stats else 0
+        self.whole.append(self._fit())
+        self.steady.append(self.window.seconds)
+        if self.layer_stats is not None:
+            report = self.layer_stats.cost_report()
+            self.measurements.append(report["measurements"] - before)
+            self.cost.append(report["cost_in_steps"])
 
 
-def summary(ratios) -> str:
-    q1, median, q3 = np.percentile(ratios, [25, 50, 75])
+def _sync(logs) -> None:
+    """Wait for a `train_function` call: bring its logs to the host."""
+    tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, logs)
+
+
+def direct_cost(model: keras.Model, batches, measure, calls: int) -> tuple[float, float, np.ndarray]:
+    """(median plain call s, median measured call s, paired measured/plain ratios).
+
+    `measure(iterator)` runs one measured call; calls alternate, the order swapped each time.
+    """
+    iterator = iter(batches.repeat())
+
+    def plain() -> None:
+        _sync(model.train_function(iterator))
+
+    def measured() -> None:
+        measure(iterator)
+
+    plain(), measured(), plain(), measured()  # retrace for this iterator, warm caches
+    plains, measures = [], []
+    for call in range(calls):
+        for fn, times in ((plain, plains), (measured, measures))[:: 1 if call % 2 else -1]:
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    plains, measures = np.array(plains), np.array(measures)
+    return float(np.median(plains)), float(np.median(measures)), measures / plains
+
+
+def tapped_call(run: Run):
+    engine = run.layer_stats.engine
+
+    def measure(iterator) -> None:
+        with engine.tapping():
+            _sync(run.model.train_function(iterator))
+        if engine.result is None:
+            raise RuntimeError("the tapped call measured nothing")
+
+    return measure
+
+
+def probe_call(run: Run):
+    engine = run.layer_stats.engine
+    x, y = run.layer_stats.probe[:2]
+    return lambda iterator: engine(x, y)
+
+
+def quartiles(values) -> tuple[float, float, float]:
+    q1, median, q3 = np.nanpercentile(np.asarray(values, dtype=float), [25, 50, 75])
+    return q1, median, q3
+
+
+def summary(values) -> str:
+    q1, median, q3 = quartiles(values)
     return f"{median:.3f}x [{q1:.3f}, {q3:.3f}]"
+
+
+def label(name: str) -> str:
+    if name in LABELS:
+        return LABELS[name]
+    mode, schedule = name.split("_", 1)
+    if schedule == "log":
+        return f"{mode}, schedule='log'"
+    if schedule == "budget":
+        return f"{mode}, max_overhead={MAX_OVERHEAD}"
+    return f"{mode}, every {schedule.split('_')[1]}"
+
+
+def target(model_name: str, name: str, ratio: float) -> str:
+    if name in TARGETS:
+        goal = TARGETS[name]
+        return f"<= {goal:.2f}x: {'yes' if ratio <= goal else 'NO'}"
+    if name in BEFORE[model_name]:
+        before = BEFORE[model_name][name]
+        return f"before {before:.3f}x: {'no slower' if ratio <= before else 'SLOWER'}"
+    return ""
+
+
+def report(model_name: str, runs: dict[str, Run], costs: dict[str, tuple]) -> None:
+    plain = runs["plain"]
+    any_run = next(r for r in runs.values() if r.layer_stats is not None)
+    engine = any_run.layer_stats.engine
+    print(
+        f"\n## {model_name}: {len(engine.rows)} rows x {len(engine.stats)} statistics per "
+        f"measurement; plain fit median {np.median(plain.whole):.3f} s, steady "
+        f"{np.median(plain.steady) / args_steps(plain) * 1e3:.1f} ms per step"
+    )
+    print(
+        "| configuration | steady ratio [IQR] | fit ratio [IQR] | meas/fit | cost (steps) "
+        "| median fit (s) | target (steady) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---|")
+    plain_steady, plain_whole = np.array(plain.steady), np.array(plain.whole)
+    for name, run in runs.items():
+        steady = np.array(run.steady) / plain_steady
+        measurements = f"{np.median(run.measurements):g}" if run.measurements else ""
+        cost = ""
+        if run.cost:
+            cost = "n/a" if np.all(np.isnan(run.cost)) else f"{np.nanmedian(run.cost):.2f}"
+        print(
+            f"| {label(name)} | {summary(steady)} | {summary(np.array(run.whole) / plain_whole)} "
+            f"| {measurements} | {cost} | {np.median(run.whole):.3f} "
+            f"| {target(model_name, name, quartiles(steady)[1])} |"
+        )
+    for kind, (step, measured, ratios) in costs.items():
+        q1, median, q3 = quartiles(ratios)
+        if kind == "tap":
+            what = "one tapped step (training step + recording + statistics) vs one plain step"
+            goal = f"<= {TAPPED_STEP_TARGET:.2f} steps: {'yes' if median <= TAPPED_STEP_TARGET else 'NO'}"
+        else:
+            what = "one probe (forward + backward + statistics) vs one plain step"
+            before = PROBE_BEFORE[model_name]
+            goal = f"before {before:.2f} steps: {'no slower' if median <= before else 'SLOWER'}"
+        print(
+            f"| {what} | {measured * 1e3:.1f} ms / {step * 1e3:.1f} ms = {measured / step:.2f} "
+            f"steps | paired {median:.3f}x [{q1:.3f}, {q3:.3f}] | | | | {goal} |"
+        )
+
+
+def args_steps(run: Run) -> int:
+    return run.window.params["steps"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=64, help="steps per fit, a multiple of 64")
-    parser.add_argument("--repeats", type=int, default=15, help="interleaved repetitions")
-    parser.add_argument("--calls", type=int, default=40, help="timed probes (and steps)")
+    parser.add_argument("--repeats", type=int, default=10, help="interleaved repetitions")
+    parser.add_argument("--calls", type=int, default=60, help="alternated direct-cost calls")
     parser.add_argument("--models", default="reference,cnn")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the shuffled orders")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: --repeats 2 --calls 10 (about 2 min)"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.repeats, args.calls = 2, 10
     if args.steps % 64:
         parser.error(f"--steps must be a multiple of 64, got {args.steps}")
+    model_names = args.models.split(",")
+    unknown = sorted(set(model_names) - set(MODELS))
+    if unknown:
+        parser.error(f"unknown --models {unknown}; expected names from {sorted(MODELS)}")
 
-    rng = np.random.default_rng(0)
+    started = time.perf_counter()
+    rng = np.random.default_rng(args.seed)
     n = args.steps * BATCH
-    data = {
-        "reference": (reference_model, rng.normal(size=(n, 784)).astype("float32")),
-        "cnn": (cnn_model, rng.normal(size=(n, 28, 28, 1)).astype("float32")),
-    }
     y = rng.integers(0, 10, size=n)
     print(
-        f"# keras {keras.__version__}, tensorflow {tf.__version__}, {platform.machine()}, "
-        f"{os.cpu_count()} CPU cores; batch {BATCH}, Adam, probe {BATCH} examples; "
-        f"{args.steps} steps per fit, {args.repeats} interleaved repetitions (rotated order), "
-        f"{args.calls} alternated probe/step calls; LayerStats with all tensors and statistics, "
-        "log_dir (CSV + Parquet + TensorBoard, histograms on)"
+        f"# keras {keras.__version__}, tensorflow {tf.__version__}, python "
+        f"{platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPU cores "
+        f"({len(os.sched_getaffinity(0))} usable), load average {os.getloadavg()[0]:.2f}"
     )
     print(
-        "# ratio = median of per-repetition ratios to the plain fit of the same repetition "
-        "[interquartile range]"
+        f"# command: {' '.join(sys.argv)}\n"
+        f"# models {', '.join(model_names)}; batch {BATCH}, Adam; {args.steps} steps per fit "
+        f"(one epoch); {args.repeats} interleaved repetitions (models alternated, "
+        f"configurations shuffled, seed {args.seed}); {args.calls} alternated direct-cost calls"
+    )
+    print(
+        f"# LayerStats: all tensors and statistics, tensorboard=True, log_dir (CSV + Parquet + "
+        f"TensorBoard) in a temporary directory; probe mode: probe = first {BATCH} examples; "
+        f"budget = max_overhead={MAX_OVERHEAD} (log schedule)"
+    )
+    print(
+        "# ratio = median of per-repetition ratios to the plain fit of the same model and "
+        "repetition [interquartile range]; targets on the steady ratio"
     )
     with tempfile.TemporaryDirectory() as log_root:
-        for model_name in args.models.split(","):
-            build, x = data[model_name]
+        runs: dict[str, dict[str, Run]] = {}
+        for model_name in model_names:
+            build, input_shape = MODELS[model_name]
+            x = rng.normal(size=(n, *input_shape)).astype("float32")
             # Batched and cached once: a NumPy fit would copy the arrays into a new dataset at
             # every fit, a fixed cost that varies more than the overheads measured here.
             batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH).cache()
-            runs = {s: make_setting(s, build, x, y, batches, log_root) for s in SETTINGS}
-            steady = {s: [] for s in SETTINGS}
-            whole = {s: [] for s in SETTINGS}
-            for r in range(args.repeats):
-                k = r % len(SETTINGS)
-                for s in SETTINGS[k:] + SETTINGS[:k]:
-                    window, fit = timed_fit(*runs[s], batches)
-                    steady[s].append(window)
-                    whole[s].append(fit)
-            model, callbacks, _ = runs["every_1"]
-            step, probe, probe_ratios = probe_cost(model, callbacks[0], args.calls)
-            rows = len(callbacks[0]._probe_fn.rows)
-            print(
-                f"\n## {model_name}: {rows} rows x {len(callbacks[0]._probe_fn.stats)} "
-                f"statistics per measurement; plain fit median {np.median(whole['plain']):.3f} s"
-            )
-            print("| setting | steady ratio [IQR] | fit ratio [IQR] | median fit (s) |")
-            print("|---|---:|---:|---:|")
-            plain_steady, plain_whole = np.array(steady["plain"]), np.array(whole["plain"])
-            for s in SETTINGS:
-                label = LABELS.get(s) or f"LayerStats(every_n_steps={s.split('_')[1]})"
-                print(
-                    f"| {label} | {summary(np.array(steady[s]) / plain_steady)} | "
-                    f"{summary(np.array(whole[s]) / plain_whole)} | {np.median(whole[s]):.3f} |"
-                )
-            print(
-                f"| one probe (forward + backward + statistics) vs one training step | "
-                f"{probe * 1e3:.1f} ms / {step * 1e3:.1f} ms = {probe / step:.2f} steps | "
-                f"paired {summary(probe_ratios)} | |"
-            )
+            probe = (x[:BATCH], y[:BATCH])
+            runs[model_name] = {c: Run(c, build, probe, batches, log_root) for c in CONFIGS}
+        setup = time.perf_counter() - started
+        print(f"# setup (build, compile, warm-up fit of {len(CONFIGS)} configurations per model): "
+              f"{setup:.0f} s", flush=True)  # fmt: skip
+        for r in range(args.repeats):
+            order = model_names if r % 2 == 0 else model_names[::-1]
+            for model_name in order:
+                for name in rng.permutation(CONFIGS):
+                    runs[model_name][str(name)].timed_fit()
+            print(f"# repetition {r + 1}/{args.repeats}: {time.perf_counter() - started:.0f} s",
+                  file=sys.stderr, flush=True)  # fmt: skip
+        for model_name in model_names:
+            model_runs = runs[model_name]
+            costs = {}
+            for kind, call in (("tap", tapped_call), ("probe", probe_call)):
+                run = model_runs[f"{kind}_every_1"]
+                costs[kind] = direct_cost(run.model, run.batches, call(run), args.calls)
+            report(model_name, model_runs, costs)
+    print(
+        f"\n# total {time.perf_counter() - started:.0f} s (setup {setup:.0f} s); load average "
+        f"now {os.getloadavg()[0]:.2f}"
+    )
 
 
 if __name__ == "__main__":

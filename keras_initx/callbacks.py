@@ -53,6 +53,7 @@ MODES = ("tap", "probe")
 _DENSE_START = 4
 # Timings kept for the budget: recent plain steps, and measuring steps after the first (trace).
 _PLAIN_TIMINGS, _MEASURED_TIMINGS = 64, 16
+_MIN_TIMINGS = 3  # plain steps timed before the budget trusts their median
 
 
 def log_spaced_steps(limit: int) -> list[int]:
@@ -282,6 +283,7 @@ class LayerStats(keras.callbacks.Callback):
         self._started = 0.0
         self._plain_times: collections.deque = collections.deque(maxlen=_PLAIN_TIMINGS)
         self._measure_times: collections.deque = collections.deque(maxlen=_MEASURED_TIMINGS)
+        self._write_times: collections.deque = collections.deque(maxlen=_MEASURED_TIMINGS)
         self._measurements = 0
         self._interval = 1
 
@@ -411,23 +413,29 @@ class LayerStats(keras.callbacks.Callback):
             without a measurement (one `steps_per_execution` group); `measure_s`, the median
             extra time of a measurement (tap: a tapped call less a plain one; probe: the probe
             call), its first (tracing) one left out; `cost_in_steps` = `measure_s` /
+            `plain_step_s`; `write_s`, the median time the writer thread spent on one
+            measurement (rows and sinks); `cost_in_steps` = (`measure_s` + `write_s`) /
             `plain_step_s`; `interval`, the spacing in steps the budget asks for (1 without
             `max_overhead`); `overhead`, the measured fraction of training time spent
             measuring so far (NaN before there are timings).
         """
-        plain = float(np.median(self._plain_times)) if self._plain_times else math.nan
-        measured = float(np.median(self._measure_times)) if self._measure_times else math.nan
+        plain = _median(self._plain_times, _MIN_TIMINGS)
+        measured = _median(self._measure_times, 1)
         extra = max(measured - plain, 0.0) if self.mode == "tap" else measured
+        # The writer thread's time counts in full: on a machine without a spare core it is
+        # taken from training (it lands on the plain steps after a measurement).
+        cost = extra + _median(self._write_times, 1)
         elapsed = time.perf_counter() - self._started if self._started else math.nan
         return {
             "mode": self.mode,
             "measurements": self._measurements,
             "plain_step_s": plain,
             "measure_s": extra,
-            "cost_in_steps": extra / plain if plain > 0 else math.nan,
+            "write_s": _median(self._write_times, 1),
+            "cost_in_steps": cost / plain if plain > 0 else math.nan,
             "interval": self._interval,
             "max_overhead": self.max_overhead,
-            "overhead": extra * self._measurements / elapsed if elapsed > 0 else math.nan,
+            "overhead": cost * self._measurements / elapsed if elapsed > 0 else math.nan,
         }
 
     # -- internals ---------------------------------------------------------------------------
@@ -475,11 +483,9 @@ class LayerStats(keras.callbacks.Callback):
         )
         if self.max_overhead is None or step < _DENSE_START:
             return after
-        report = self.cost_report()
-        cost, plain = report["measure_s"], report["plain_step_s"]
-        if math.isfinite(cost) and math.isfinite(plain) and plain > 0:
-            per_step = plain / self.model.steps_per_execution
-            self._interval = max(1, math.ceil(cost / (self.max_overhead * per_step)))
+        steps = self.cost_report()["cost_in_steps"] * self.model.steps_per_execution
+        if math.isfinite(steps):
+            self._interval = max(1, math.ceil(steps / self.max_overhead))
         return max(after, step + self._interval)
 
     def _iterations(self) -> int:
@@ -533,9 +539,11 @@ class LayerStats(keras.callbacks.Callback):
 
     def _write(self, step: int, epoch: int, result: ProbeResult) -> None:
         """Turn one measurement into rows and hand them to the sinks (on the writer thread)."""
+        started = time.perf_counter()
         rows = result_rows(result, step, epoch)
         for sink in self._sinks():
             sink.write(rows, result.histograms)
+        self._write_times.append(time.perf_counter() - started)
 
     def _latest_findings(self) -> tuple[pd.DataFrame, int, pd.DataFrame] | None:
         """`(frame, latest step, diagnose's findings at that step)`; None before any row."""
@@ -603,6 +611,11 @@ class LayerStats(keras.callbacks.Callback):
         # Take the directory now, not at the first write: a second live LayerStats on it is
         # refused here, before training, instead of interleaving rows (see sinks.frame).
         self._frame.open()
+
+
+def _median(times: collections.deque, least: int) -> float:
+    """The median of `times`, NaN with fewer than `least` of them."""
+    return float(np.median(times)) if len(times) >= least else math.nan
 
 
 def _validated_log_dir(log_dir: Any) -> str:

@@ -858,7 +858,8 @@ class Tap(_Measurement):
         )
         valued = {t for t in self.tensors if t in ("kernel", "recurrent_kernel")}
         weights = {
-            id(v): v.value  # read before the step: the weights the batch saw
+            # Read now, before the update (`value` is the variable itself, read when used).
+            id(v): tf.identity(v.value)
             for info in self.layers
             for name in valued
             if (v := info.variable(name)) is not None

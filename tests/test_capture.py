@@ -58,8 +58,13 @@ def _manual_tensors(model, x, y):
         loss = tf.reduce_mean(
             tf.nn.sparse_softmax_cross_entropy_with_logits(tf.constant(y, tf.int32), z3)
         )
-    grads = dict(zip(["a1", "z1", "a2", "z2", "z3", "w1", "b1", "w3"],
-                     tape.gradient(loss, [a1, z1, a2, z2, z3, w1, b1, w3]), strict=True))
+    grads = dict(
+        zip(
+            ["a1", "z1", "a2", "z2", "z3", "w1", "b1", "w3"],
+            tape.gradient(loss, [a1, z1, a2, z2, z3, w1, b1, w3]),
+            strict=True,
+        )
+    )
     return {"a1": a1, "z1": z1, "a2": a2, "z3": z3, **{f"d{k}": v for k, v in grads.items()}}
 
 
@@ -72,7 +77,11 @@ def test_rows_are_layers_in_depth_order_times_their_tensors(mlp_result):
     assert keys[:7] == [("mlp/dense", t) for t in dense_tensors]
     # The linear output layer has no pre-activation; Dropout has neither weights nor activation.
     assert [t for p, t in keys if p == "mlp/dense_2"] == [
-        "activation", "activation_grad", "kernel", "kernel_grad", "bias_grad"
+        "activation",
+        "activation_grad",
+        "kernel",
+        "kernel_grad",
+        "bias_grad",
     ]
     assert result.values.shape == (7 + 7 + 5, 13)
     assert result.histograms.shape == (19, 2 + 64)
@@ -155,7 +164,8 @@ def test_nested_multi_input_multi_output_paths_and_gradients():
     h = keras.layers.Dense(5, activation="relu", name="dense")(keras.layers.Concatenate()([a, b]))
     h = inner(h)
     model = keras.Model(
-        [a, b], [keras.layers.Dense(2, name="h1")(h), keras.layers.Dense(1, name="h2")(h)],
+        [a, b],
+        [keras.layers.Dense(2, name="h1")(h), keras.layers.Dense(1, name="h2")(h)],
         name="outer",
     )
     model.compile("sgd", [LOSS, "mse"])
@@ -163,8 +173,13 @@ def test_nested_multi_input_multi_output_paths_and_gradients():
     x = [rng.normal(size=(16, 4)).astype("f4"), rng.normal(size=(16, 3)).astype("f4")]
     y = [rng.integers(0, 2, 16), rng.normal(size=(16, 1)).astype("f4")]
     probe = build_probe(model, tensors=["activation", "activation_grad"])
-    assert [i.path for i in probe.layers] == ["outer/concatenate", "outer/dense",
-                                              "outer/inner/dense", "outer/h1", "outer/h2"]
+    assert [i.path for i in probe.layers] == [
+        "outer/concatenate",
+        "outer/dense",
+        "outer/inner/dense",
+        "outer/h1",
+        "outer/h2",
+    ]
     got = probe(x, y).as_dict()
     for path in got:
         assert got[path]["activation_grad"]["std"] > 0, path
@@ -216,12 +231,10 @@ def test_conv_batchnorm_dropout_inference_and_training_leave_state_alone():
     rng = np.random.default_rng(7)
     x, y = rng.normal(size=(8, 6, 6, 2)).astype("f4"), rng.integers(0, 3, 8)
     state = [v.numpy().copy() for v in model.non_trainable_variables]
-    assert [i.layer_class for i in find_layers(model)] == ["Conv2D", "BatchNormalization",
-                                                           "Dense"]
+    assert [i.layer_class for i in find_layers(model)] == ["Conv2D", "BatchNormalization", "Dense"]
     inference = build_probe(model, tensors=["activation"])(x, y).as_dict()
     conv = model.layers[0](x).numpy()
-    np.testing.assert_allclose(inference["cnn/conv"]["activation"]["std"], conv.std(),
-                               rtol=1e-4)
+    np.testing.assert_allclose(inference["cnn/conv"]["activation"]["std"], conv.std(), rtol=1e-4)
     assert inference["cnn/conv"]["activation"]["frac_dead_units"] == pytest.approx(
         (conv == 0).all(axis=(0, 1, 2)).mean()
     )
@@ -235,8 +248,7 @@ def test_conv_batchnorm_dropout_inference_and_training_leave_state_alone():
 
 
 def test_layer_filters(mlp):
-    assert [i.path for i in find_layers(mlp, layers="dense_[12]")] == ["mlp/dense_1",
-                                                                     "mlp/dense_2"]
+    assert [i.path for i in find_layers(mlp, layers="dense_[12]")] == ["mlp/dense_1", "mlp/dense_2"]
     assert [i.path for i in find_layers(mlp, layer_classes=[keras.layers.Dense])][0] == (
         "mlp/dense"
     )

@@ -105,8 +105,10 @@ def test_held_out_preactivation_std_within_tol_for_every_layer(digits, scaled):
     x_test = digits[2]
     before = preactivation_stds(deep_tanh_mlp(), x_test)
     after = preactivation_stds(model, x_test)
-    print(f"\nheld-out pre-activation std, layers 1/10/20/out: before {before[[0, 9, 19, 20]]}, "
-          f"after {after[[0, 9, 19, 20]]}")
+    print(
+        f"\nheld-out pre-activation std, layers 1/10/20/out: before {before[[0, 9, 19, 20]]}, "
+        f"after {after[[0, 9, 19, 20]]}"
+    )
     # Without LSUV the signal is gone by layer 5 (0.01 * randn shrinks it ~18x per layer).
     assert before[0] < 0.2 and before[-1] < 1e-12
     # Measured: largest held-out deviation 0.027.
@@ -186,7 +188,9 @@ def test_layer_that_cannot_reach_the_target_is_reported_with_a_warning():
         [
             keras.Input((8,)),
             keras.layers.Dense(
-                64, "tanh", bias_initializer=keras.initializers.RandomNormal(stddev=5.0, seed=0),
+                64,
+                "tanh",
+                bias_initializer=keras.initializers.RandomNormal(stddev=5.0, seed=0),
                 name="biased",
             ),
         ],
@@ -241,8 +245,11 @@ def test_bad_arguments_name_argument_and_value(kwargs, pattern):
     [
         ({"target_std": "1"}, r"`target_std`\. Received: target_std='1' of type str\. Expected"),
         ({"orthogonal": "yes"}, r"`orthogonal`\. Received: orthogonal='yes'\. Expected True"),
-        ({"max_iter": 2.5}, r"`max_iter`\. Received: max_iter=2\.5 of type float\. Expected an "
-                            r"int >= 1"),
+        (
+            {"max_iter": 2.5},
+            r"`max_iter`\. Received: max_iter=2\.5 of type float\. Expected an "
+            r"int >= 1",
+        ),
     ],
 )
 def test_wrong_types_are_type_errors(kwargs, pattern):

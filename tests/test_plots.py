@@ -54,8 +54,14 @@ def layerstats():
         for index, layer in enumerate(("seq/dense", "seq/dense_1")):
             for tensor, std in (("activation", 0.5 / (index + 1) + step), ("kernel", 0.1)):
                 rows.append(
-                    {"step": step, "layer": layer, "layer_index": index, "tensor": tensor,
-                     "std": std, "frac_saturated": np.nan}  # fmt: skip
+                    {
+                        "step": step,
+                        "layer": layer,
+                        "layer_index": index,
+                        "tensor": tensor,
+                        "std": std,
+                        "frac_saturated": np.nan,
+                    }  # fmt: skip
                 )
     return pd.DataFrame(rows)
 

@@ -36,9 +36,7 @@ def pretrained(digits):
     x_train = digits[0]
     model = make_mlp()
     before = [w.copy() for w in model.get_weights()]
-    frame = pretrain_layerwise(
-        model, x_train, epochs_per_layer=5, noise=0.2, batch_size=32, seed=0
-    )
+    frame = pretrain_layerwise(model, x_train, epochs_per_layer=5, noise=0.2, batch_size=32, seed=0)
     print(frame.to_string())
     return model, before, frame
 
@@ -122,8 +120,12 @@ def test_branching_model_names_the_layer_that_breaks_the_chain():
 
 def test_layer_with_weights_that_is_not_dense_is_rejected():
     model = keras.Sequential(
-        [keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3, name="conv"), keras.layers.Flatten(),
-         keras.layers.Dense(3)]
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(2, 3, name="conv"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3),
+        ]
     )
     with pytest.raises(ValueError, match="layer 'conv' \\(Conv2D\\) has weights but is not Dense"):
         pretrain_layerwise(model, np.zeros((4, 8, 8, 1)))
