@@ -6,9 +6,11 @@ and EfficientNetB0 at 64x64 (weights=None), batch 4. For each repeat and model, 
 Keras' first `train_on_batch` (its trace and first step) is timed, then `build_probe(model, ...)`
 and its first call, and LayerStats' setup (`on_train_begin` + the first `on_epoch_begin`: probe
 build, trace, step-0 measurement, rows handed to the writer; CSV + TensorBoard in a temporary
-log_dir), the last two in alternating order over repeats. Medians over --repeats of wall seconds
-(process CPU seconds), [min, max] with more than one repeat; the probe's rows say how many tensors
-it reduces. The machine's load average is printed: on a shared machine compare within one run.
+log_dir), and a one-step fit with a tapping LayerStats (mode='tap': the tapped training
+function's trace and first call), the last three in rotated order over repeats. Medians over
+--repeats of wall seconds (process CPU seconds), [min, max] with more than one repeat; the
+probe's rows say how many tensors it reduces. The machine's load average is printed: on a
+shared machine compare within one run.
 
 Run: python benchmarks/probe_setup.py [--depths 50,100,200] [--applications ResNet50,...]
     [--repeats 3]
@@ -53,6 +55,9 @@ def _application(name: str):
     return model, rng.uniform(0, 255, size=(4, 64, 64, 3)).astype("float32"), np.zeros(4, "int64")
 
 
+_MEASURED = ("probe", "stats", "tap")
+
+
 def _timed(fn, *args) -> tuple[float, float]:
     wall, cpu = time.perf_counter(), time.process_time()
     fn(*args)
@@ -68,6 +73,13 @@ def _layer_stats_setup(model, x, y, stats) -> None:
         callback.on_epoch_begin(0)
         callback.to_dataframe()  # the step-0 rows written
         callback.on_train_end()
+
+
+def _tapped_first_step(model, x, y, stats) -> None:
+    """A one-step fit whose step is tapped: the tapped function's trace and first call."""
+    callback = LayerStats(stats=stats)
+    model.fit(x, y, batch_size=len(x), epochs=1, verbose=0, callbacks=[callback])
+    callback.to_dataframe()
 
 
 def _cell(times: list[tuple[float, float]]) -> str:
@@ -91,13 +103,13 @@ def main() -> None:
     )
     print(
         "| model | rows | Keras first step s (cpu s) | probe first call s (cpu s) | ratio | "
-        "LayerStats to step 0 s (cpu s) | ratio |"
+        "LayerStats to step 0 s (cpu s) | ratio | tapped first step s (cpu s) | ratio |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     cases = [(f"Dense x{d}", lambda d=d: _dense_stack(d)) for d in map(int, args.depths.split(","))]
     cases += [(n, lambda n=n: _application(n)) for n in args.applications.split(",") if n]
     for label, make in cases:
-        timed: dict[str, list[tuple[float, float]]] = {"keras": [], "probe": [], "stats": []}
+        timed: dict[str, list[tuple[float, float]]] = {k: [] for k in ("keras", *_MEASURED)}
         for repeat in range(args.repeats):
             keras.utils.set_random_seed(0)
             model, x, y = make()
@@ -106,19 +118,19 @@ def main() -> None:
             runs = [
                 ("probe", functools.partial(probe, x, y)),
                 ("stats", functools.partial(_layer_stats_setup, model, x, y, stats)),
+                ("tap", functools.partial(_tapped_first_step, model, x, y, stats)),
             ]
-            for name, run in runs[:: 1 if repeat % 2 == 0 else -1]:
+            for name, run in runs[repeat % 3 :] + runs[: repeat % 3]:
                 timed[name].append(_timed(run))
             rows = len(probe.rows)
             del runs, model, probe
             keras.backend.clear_session()
         keras_wall = statistics.median(t[0] for t in timed["keras"])
-        ratios = [
-            statistics.median(t[0] for t in timed[k]) / keras_wall for k in ("probe", "stats")
-        ]
+        ratios = [statistics.median(t[0] for t in timed[k]) / keras_wall for k in _MEASURED]
         print(
             f"| {label} | {rows} | {_cell(timed['keras'])} | {_cell(timed['probe'])} | "
-            f"{ratios[0]:.1f}x | {_cell(timed['stats'])} | {ratios[1]:.1f}x |",
+            f"{ratios[0]:.1f}x | {_cell(timed['stats'])} | {ratios[1]:.1f}x | "
+            f"{_cell(timed['tap'])} | {ratios[2]:.1f}x |",
             flush=True,
         )
 

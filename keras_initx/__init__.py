@@ -19,6 +19,7 @@ with native_startup_filtered():
     from keras_initx.initializers import (
         INITIALIZERS,
         DeltaOrthogonal,
+        DepthwiseLecunOneOverSqrtD,
         LecunOneOverSqrtD,
         OrthogonalGain,
         SigmoidGlorotNormal,
@@ -33,12 +34,13 @@ from keras_initx.gains import calculate_gain, compute_fans
 if TYPE_CHECKING:  # what the lazy names resolve to, for type checkers and editors
     from keras_initx import experiments, plots
     from keras_initx.callbacks import LayerStats
-    from keras_initx.capture import build_probe
+    from keras_initx.capture import build_probe, build_tap
     from keras_initx.comparison import TrainingComparison, compare_training
     from keras_initx.jacobian import JacobianSpectrum, MeanField, jacobian_spectrum, mean_field
     from keras_initx.pretrain import pretrain_layerwise
     from keras_initx.propagation import SignalPropagation, signal_propagation
     from keras_initx.sinks import COLUMNS as LAYER_STATS_COLUMNS
+    from keras_initx.sinks import read_layer_stats
     from keras_initx.sweep import DepthSweep, depth_sweep
     from keras_initx.tables import depth_table, sweep_table
     from keras_initx.unit_variance import lsuv
@@ -56,6 +58,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "SignalPropagation": ("keras_initx.propagation", "SignalPropagation"),
     "TrainingComparison": ("keras_initx.comparison", "TrainingComparison"),
     "build_probe": ("keras_initx.capture", "build_probe"),
+    "build_tap": ("keras_initx.capture", "build_tap"),
+    "read_layer_stats": ("keras_initx.sinks", "read_layer_stats"),
     "compare_training": ("keras_initx.comparison", "compare_training"),
     "depth_sweep": ("keras_initx.sweep", "depth_sweep"),
     "depth_table": ("keras_initx.tables", "depth_table"),
@@ -75,6 +79,7 @@ __all__ = [
     "LAYER_STATS_COLUMNS",
     "DeltaOrthogonal",
     "DepthSweep",
+    "DepthwiseLecunOneOverSqrtD",
     "JacobianSpectrum",
     "LayerStats",
     "LecunOneOverSqrtD",
@@ -86,6 +91,7 @@ __all__ = [
     "Sparse",
     "TrainingComparison",
     "build_probe",
+    "build_tap",
     "calculate_gain",
     "compare_training",
     "compute_fans",
@@ -101,6 +107,7 @@ __all__ = [
     "orthogonal_matrix",
     "plots",
     "pretrain_layerwise",
+    "read_layer_stats",
     "signal_propagation",
     "sweep_table",
     "width_sweep",

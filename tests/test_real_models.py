@@ -281,7 +281,7 @@ def test_a_failed_install_leaves_no_wrapper_behind(monkeypatch):
         raise RuntimeError("install failed")
 
     # The first layer's call and activation are installed, then the second install fails.
-    monkeypatch.setattr(capture, "_recording_call", lambda layer, rec: failing(layer, rec))
+    monkeypatch.setattr(capture, "_recording_call", lambda layer, rec, *_: failing(layer, rec))
     with pytest.raises(RuntimeError, match="install failed"):
         with capture.recording(layers, capture._Recorded()):
             pass
