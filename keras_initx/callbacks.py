@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import math
 import os
 import time
@@ -23,16 +24,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from keras_initx.capture import (
-    GRADIENT_TENSORS,
-    Probe,
-    ProbeResult,
-    Tap,
-    build_probe,
-    build_tap,
-    check_arguments,
-    check_layer_filters,
-)
+from keras_initx.capture import GRADIENT_TENSORS, MeasureSpec, Probe, ProbeResult, Tap
 from keras_initx.diagnosis import diagnose, format_findings
 from keras_initx.sinks import FrameSink, Sink, TensorBoardSink, result_rows
 from keras_initx.stats import DEFAULT_BINS, STAT_NAMES
@@ -224,7 +216,6 @@ class LayerStats(keras.callbacks.Callback):
                 f"Received: tensorboard={tensorboard!r}. Expected True, False, 'summary' or "
                 "'full'."
             )
-        check_layer_filters(layers, layer_classes)
         check_int("every_n_steps", every_n_steps, 1)
         if max_overhead is not None:
             check_number("max_overhead", max_overhead, low=0, high=1, low_inclusive=False,
@@ -243,10 +234,14 @@ class LayerStats(keras.callbacks.Callback):
         self.every_n_steps = every_n_steps
         self.schedule = schedule
         self.measure_on_epoch_end = on_epoch_end
-        self.layers = layers
-        self.layer_classes = layer_classes
-        self.tensors, self.stats = check_arguments(
-            tensors, stats, saturation_threshold, histogram_bins
+        self.spec = MeasureSpec(
+            tensors,
+            stats,
+            layers=layers,
+            layer_classes=layer_classes,
+            saturation_threshold=saturation_threshold,
+            histogram_bins=histogram_bins,
+            histograms=self.log_dir is not None and bool(tensorboard),
         )
         if loss is not None and not callable(loss):
             raise TypeError(
@@ -254,8 +249,6 @@ class LayerStats(keras.callbacks.Callback):
                 "callable `loss(y_true, y_pred) -> scalar`, or None for the compiled loss."
             )
         self.loss = loss
-        self.saturation_threshold = saturation_threshold
-        self.histogram_bins = histogram_bins
         self.training = training
         self.terminate_on_nan = terminate_on_nan
         self.tensorboard = "summary" if tensorboard is True else tensorboard
@@ -441,22 +434,16 @@ class LayerStats(keras.callbacks.Callback):
     # -- internals ---------------------------------------------------------------------------
 
     def _build(self, model: keras.Model) -> Probe | Tap:
-        stats = self.stats
+        spec = self.spec
         if self.terminate_on_nan:
             # Termination needs the counts, whatever `stats` asked for.
-            stats = tuple(s for s in STAT_NAMES if s in stats or s in ("nan_count", "inf_count"))
-        common = dict(
-            layers=self.layers,
-            layer_classes=self.layer_classes,
-            saturation_threshold=self.saturation_threshold,
-            histogram_bins=self.histogram_bins,
-            histograms=self.log_dir is not None and bool(self.tensorboard),
-        )
+            counts = {"nan_count", "inf_count"}
+            spec = dataclasses.replace(
+                spec, stats=[s for s in STAT_NAMES if s in {*spec.stats, *counts}]
+            )
         if self.mode == "tap":
-            return build_tap(model, self.tensors, stats, **common)
-        probe = build_probe(
-            model, self.tensors, stats, training=self.training, loss=self.loss, **common
-        )
+            return Tap(model, spec)
+        probe = Probe(model, spec, training=self.training, loss=self.loss)
         if not self.training:
             _warn_inference_batchnorm(probe)
         return probe
@@ -566,8 +553,8 @@ class LayerStats(keras.callbacks.Callback):
         frame, step, findings = latest
         self._viewed_step = step
         self._tensorboard.write_diagnosis(findings, step)
-        tensors = [t for t in ("activation", "activation_grad") if t in self.tensors]
-        if "std" not in self.stats or not tensors:
+        tensors = [t for t in ("activation", "activation_grad") if t in self.spec.tensors]
+        if "std" not in self.spec.stats or not tensors:
             return
         if first:
             figures = {"std_by_layer": plots.plot_signal_propagation(frame, tensors, step=step)}

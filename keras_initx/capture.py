@@ -68,18 +68,25 @@ import tensorflow as tf
 from keras.src.backend.tensorflow.trainer import reduce_per_replica
 
 from keras_initx.stats import ACTIVATION_BOUNDS, DEFAULT_BINS, STAT_NAMES, reduce_tensors
-from keras_initx.validation import check_backend, check_int, check_number
+from keras_initx.validation import (
+    check_backend,
+    check_bool,
+    check_int,
+    check_layer_filters,
+    check_names,
+    check_number,
+)
 
 __all__ = [
     "GRADIENT_TENSORS",
     "TENSORS",
     "LayerInfo",
+    "MeasureSpec",
     "Probe",
     "ProbeResult",
     "Tap",
     "build_probe",
     "build_tap",
-    "check_arguments",
     "check_layer_filters",
     "find_layers",
     "recording",
@@ -268,46 +275,6 @@ def _class_names(layer_classes: Sequence[str | type]) -> set[str]:
     return {c if isinstance(c, str) else c.__name__ for c in layer_classes}
 
 
-def check_layer_filters(
-    layers: str | None, layer_classes: Sequence[str | type] | None
-) -> re.Pattern | None:
-    """Validate the `layers` regular expression and the `layer_classes` list, early.
-
-    Returns:
-        The compiled `layers` pattern, or None.
-
-    Raises:
-        TypeError: `layers` not a string, `layer_classes` a string or holding something other
-            than class names and classes.
-        ValueError: `layers` is not a valid regular expression.
-    """
-    pattern = None
-    if layers is not None:
-        if not isinstance(layers, str):
-            raise TypeError(
-                f"Invalid type for argument `layers`. Received: layers={layers!r}. Expected a "
-                "regular expression string on layer paths, e.g. 'dense', or None for all."
-            )
-        try:
-            pattern = re.compile(layers)
-        except re.error as error:
-            raise ValueError(
-                f"Invalid value for argument `layers`. Received: layers={layers!r}, not a "
-                f"regular expression ({error}). Expected e.g. 'dense' or '^model/conv'."
-            ) from error
-    if layer_classes is not None and (
-        isinstance(layer_classes, str)
-        or not isinstance(layer_classes, Sequence)
-        or not all(isinstance(c, str | type) for c in layer_classes)
-    ):
-        raise TypeError(
-            "Invalid type for argument `layer_classes`. "
-            f"Received: layer_classes={layer_classes!r}. Expected a list of class names or "
-            "classes, e.g. ['Dense', 'Conv2D'] or [keras.layers.Dense]."
-        )
-    return pattern
-
-
 def find_layers(
     model: keras.Model,
     layers: str | None = None,
@@ -413,51 +380,52 @@ class ProbeResult:
         return out
 
 
-def _validated_names(value: Sequence[str] | None, argument: str, allowed: Sequence[str]):
-    if value is None:
-        return tuple(allowed)
-    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
-        raise TypeError(
-            f"Invalid type for argument `{argument}`. Received: {argument}={value!r}. "
-            f"Expected a list of names from {sorted(allowed)}."
-        )
-    unknown = sorted(set(value) - set(allowed))
-    if unknown or not value:
-        raise ValueError(
-            f"Invalid value for argument `{argument}`. Received: {argument}={list(value)!r} "
-            f"(unknown: {unknown}). Expected a non-empty list of names from {sorted(allowed)}."
-        )
-    return tuple(v for v in allowed if v in value)
+@dataclasses.dataclass(frozen=True)
+class MeasureSpec:
+    """What a `Probe` or a `Tap` measures: declared and validated once, here.
 
+    `build_probe` and `build_tap` make one from their arguments; `LayerStats` makes one at
+    construction (so a bad argument fails before training) and builds its probe or tap from it.
 
-def check_arguments(
-    tensors: Sequence[str] | None = None,
-    stats: Sequence[str] | None = None,
-    saturation_threshold: float = 0.99,
-    histogram_bins: int = DEFAULT_BINS,
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Validate the model-independent arguments of `build_probe`.
-
-    Returns:
-        `(tensors, stats)` as tuples in `TENSORS` / `STAT_NAMES` order (all when None).
+    Attributes:
+        tensors: names from `TENSORS` (None: all), kept as a tuple in `TENSORS` order.
+        stats: names from `keras_initx.stats.STAT_NAMES` (None: all), in that order.
+        layers: regular expression on layer paths (see `find_layers`), or None.
+        layer_classes: class names or classes (see `find_layers`), or None.
+        saturation_threshold: in (0, 1); `frac_saturated` counts activations beyond this
+            fraction of the way to a bound of tanh/sigmoid-like activations.
+        histogram_bins: bins of the per-tensor histograms (percentile resolution), >= 2.
+        histograms: also return the histograms (`ProbeResult.histograms`).
 
     Raises:
-        TypeError: names not given as a list of strings, a non-number `saturation_threshold`
-            or a non-int `histogram_bins`.
-        ValueError: unknown or no names, a threshold outside (0, 1), `histogram_bins < 2`.
+        TypeError: names not given as a list of strings, a non-number `saturation_threshold`,
+            a non-int `histogram_bins`, bad `layers`/`layer_classes` types.
+        ValueError: unknown or no names, a threshold outside (0, 1), `histogram_bins < 2`, a
+            `layers` pattern that is not a regular expression.
     """
-    tensors = _validated_names(tensors, "tensors", TENSORS)
-    stats = _validated_names(stats, "stats", STAT_NAMES)
-    check_number(
-        "saturation_threshold",
-        saturation_threshold,
-        low=0,
-        high=1,
-        low_inclusive=False,
-        high_inclusive=False,
-    )
-    check_int("histogram_bins", histogram_bins, 2)
-    return tensors, stats
+
+    tensors: Sequence[str] | None = None
+    stats: Sequence[str] | None = None
+    layers: str | None = None
+    layer_classes: Sequence[str | type] | None = None
+    saturation_threshold: float = 0.99
+    histogram_bins: int = DEFAULT_BINS
+    histograms: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tensors", check_names("tensors", self.tensors, TENSORS))
+        object.__setattr__(self, "stats", check_names("stats", self.stats, STAT_NAMES))
+        check_layer_filters(self.layers, self.layer_classes)
+        check_number(
+            "saturation_threshold",
+            self.saturation_threshold,
+            low=0,
+            high=1,
+            low_inclusive=False,
+            high_inclusive=False,
+        )
+        check_int("histogram_bins", self.histogram_bins, 2)
+        check_bool("histograms", self.histograms)
 
 
 class _Measurement:
@@ -469,24 +437,15 @@ class _Measurement:
     training step's).
     """
 
-    def __init__(
-        self,
-        model: keras.Model,
-        layers: list[LayerInfo],
-        tensors: tuple[str, ...],
-        stats: tuple[str, ...],
-        *,
-        saturation_threshold: float,
-        histogram_bins: int,
-        histograms: bool,
-    ) -> None:
+    def __init__(self, model: keras.Model, spec: MeasureSpec) -> None:
         self.model = model
-        self.layers = layers
-        self.tensors = tensors
-        self.stats = stats
-        self.saturation_threshold = saturation_threshold
-        self.histogram_bins = histogram_bins
-        self.histograms = histograms
+        self.spec = spec
+        self.layers = find_layers(model, spec.layers, spec.layer_classes)
+        self.tensors = spec.tensors
+        self.stats = spec.stats
+        self.saturation_threshold = spec.saturation_threshold
+        self.histogram_bins = spec.histogram_bins
+        self.histograms = spec.histograms
         self.rows: list[tuple[LayerInfo, str]] | None = None
         self.trace_count = 0
 
@@ -609,28 +568,22 @@ class Probe(_Measurement):
     def __init__(
         self,
         model: keras.Model,
-        layers: list[LayerInfo],
-        tensors: tuple[str, ...],
-        stats: tuple[str, ...],
+        spec: MeasureSpec,
         *,
-        training: bool,
-        loss: Callable[[Any, Any], Any] | None,
-        saturation_threshold: float,
-        histogram_bins: int,
-        histograms: bool,
+        training: bool = False,
+        loss: Callable[[Any, Any], Any] | None = None,
     ) -> None:
-        super().__init__(
-            model,
-            layers,
-            tensors,
-            stats,
-            saturation_threshold=saturation_threshold,
-            histogram_bins=histogram_bins,
-            histograms=histograms,
-        )
+        gradients = sorted(GRADIENT_TENSORS & set(spec.tensors))
+        if gradients and loss is None and not _has_compiled_loss(model):
+            raise ValueError(
+                "Invalid value for argument `loss`. Received: loss=None for a model without a "
+                f"compiled loss. Expected `model.compile(loss=...)` or a `loss` callable, since "
+                f"gradient tensors {gradients} were requested."
+            )
+        super().__init__(model, spec)
         self.training = training
         self.loss = loss
-        self.needs_labels = bool(GRADIENT_TENSORS & set(tensors))
+        self.needs_labels = bool(gradients)
         self._functions: dict[tuple, Any] = {}
 
     def __call__(self, x: Any, y: Any = None, sample_weight: Any = None) -> ProbeResult:
@@ -751,10 +704,14 @@ class Tap(_Measurement):
 
     source = "tap"
 
-    def __init__(
-        self, model: keras.Model, layers: list[LayerInfo], tensors, stats, **kwargs
-    ) -> None:
-        super().__init__(model, layers, tensors, stats, **kwargs)
+    def __init__(self, model: keras.Model, spec: MeasureSpec) -> None:
+        if getattr(model, "optimizer", None) is None:
+            raise ValueError(
+                f"Invalid value for argument `model`. Received: model={model.name!r}, not "
+                "compiled. Expected a model compiled with an optimizer: a tap measures its "
+                "training step."
+            )
+        super().__init__(model, spec)
         self.result: ProbeResult | None = None
         self._function: Callable | None = None
         self._signature: Any = None
@@ -1172,25 +1129,16 @@ def build_probe(
         TypeError: names not given as a list of strings.
     """
     check_backend("build_probe")
-    tensors, stats = check_arguments(tensors, stats, saturation_threshold, histogram_bins)
-    selected = find_layers(model, layers, layer_classes)
-    if GRADIENT_TENSORS & set(tensors) and loss is None and not _has_compiled_loss(model):
-        raise ValueError(
-            "Invalid value for argument `loss`. Received: loss=None for a model without a "
-            f"compiled loss. Expected `model.compile(loss=...)` or a `loss` callable, since "
-            f"gradient tensors {sorted(GRADIENT_TENSORS & set(tensors))} were requested."
-        )
-    return Probe(
-        model,
-        selected,
+    spec = MeasureSpec(
         tensors,
         stats,
-        training=training,
-        loss=loss,
+        layers=layers,
+        layer_classes=layer_classes,
         saturation_threshold=saturation_threshold,
         histogram_bins=histogram_bins,
         histograms=histograms,
     )
+    return Probe(model, spec, training=training, loss=loss)
 
 
 def _has_compiled_loss(model: keras.Model) -> bool:
@@ -1227,18 +1175,13 @@ def build_tap(
         ValueError: as `build_probe`, or a model without an optimizer (not compiled).
     """
     check_backend("build_tap")
-    tensors, stats = check_arguments(tensors, stats, saturation_threshold, histogram_bins)
-    if getattr(model, "optimizer", None) is None:
-        raise ValueError(
-            f"Invalid value for argument `model`. Received: model={model.name!r}, not compiled. "
-            "Expected a model compiled with an optimizer: a tap measures its training step."
-        )
-    return Tap(
-        model,
-        find_layers(model, layers, layer_classes),
+    spec = MeasureSpec(
         tensors,
         stats,
+        layers=layers,
+        layer_classes=layer_classes,
         saturation_threshold=saturation_threshold,
         histogram_bins=histogram_bins,
         histograms=histograms,
     )
+    return Tap(model, spec)

@@ -1,6 +1,7 @@
 """Argument checks shared by every keras_initx module (one place each).
 
-Numbers, ints, bools and choices (`check_int`, `check_number`, `check_bool`, `check_one_of`);
+Numbers, ints, bools and choices (`check_int`, `check_number`, `check_bool`, `check_one_of`,
+`check_names`); layer filters (`check_layer_filters`);
 kernel shapes and dtypes for the initializers (`check_kernel_shape`, `check_float_dtype`); the
 backend (`check_backend`); a data batch against a model's inputs (`input_mismatch`,
 `check_model_input`). Each raises as soon as it is called, with the message form "Invalid value
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +31,9 @@ __all__ = [
     "check_float_dtype",
     "check_int",
     "check_kernel_shape",
+    "check_layer_filters",
     "check_model_input",
+    "check_names",
     "check_number",
     "check_one_of",
     "input_mismatch",
@@ -305,3 +309,71 @@ def check_backend(what: str) -> None:
             f"{backend!r}, keras_initx's initializers and calculate_gain work; LayerStats, "
             "build_probe, lsuv, pretrain_layerwise and the experiments do not."
         )
+
+
+def check_names(
+    argument: str, value: Sequence[str] | None, allowed: Sequence[str]
+) -> tuple[str, ...]:
+    """Check a list of names from `allowed` (None: all of them).
+
+    Returns:
+        The names as a tuple in the order of `allowed`.
+
+    Raises:
+        TypeError: `value` is a string or holds something else than strings.
+        ValueError: unknown names, or none.
+    """
+    if value is None:
+        return tuple(allowed)
+    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+        raise TypeError(
+            f"Invalid type for argument `{argument}`. Received: {argument}={value!r}. "
+            f"Expected a list of names from {sorted(allowed)}."
+        )
+    unknown = sorted(set(value) - set(allowed))
+    if unknown or not value:
+        raise ValueError(
+            f"Invalid value for argument `{argument}`. Received: {argument}={list(value)!r} "
+            f"(unknown: {unknown}). Expected a non-empty list of names from {sorted(allowed)}."
+        )
+    return tuple(v for v in allowed if v in value)
+
+
+def check_layer_filters(
+    layers: str | None, layer_classes: Sequence[str | type] | None
+) -> re.Pattern | None:
+    """Validate the `layers` regular expression and the `layer_classes` list, early.
+
+    Returns:
+        The compiled `layers` pattern, or None.
+
+    Raises:
+        TypeError: `layers` not a string, `layer_classes` a string or holding something other
+            than class names and classes.
+        ValueError: `layers` is not a valid regular expression.
+    """
+    pattern = None
+    if layers is not None:
+        if not isinstance(layers, str):
+            raise TypeError(
+                f"Invalid type for argument `layers`. Received: layers={layers!r}. Expected a "
+                "regular expression string on layer paths, e.g. 'dense', or None for all."
+            )
+        try:
+            pattern = re.compile(layers)
+        except re.error as error:
+            raise ValueError(
+                f"Invalid value for argument `layers`. Received: layers={layers!r}, not a "
+                f"regular expression ({error}). Expected e.g. 'dense' or '^model/conv'."
+            ) from error
+    if layer_classes is not None and (
+        isinstance(layer_classes, str)
+        or not isinstance(layer_classes, Sequence)
+        or not all(isinstance(c, str | type) for c in layer_classes)
+    ):
+        raise TypeError(
+            "Invalid type for argument `layer_classes`. "
+            f"Received: layer_classes={layer_classes!r}. Expected a list of class names or "
+            "classes, e.g. ['Dense', 'Conv2D'] or [keras.layers.Dense]."
+        )
+    return pattern
