@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -46,6 +47,9 @@ _DENSE_START = 4
 # Timings kept for the budget: recent plain steps, and measuring steps after the first (trace).
 _PLAIN_TIMINGS, _MEASURED_TIMINGS = 64, 16
 _MIN_TIMINGS = 3  # plain steps timed before the budget trusts their median
+# A first measurement (trace + graph optimization) still running after this many seconds says so,
+# so that a long setup on a deep model does not look like a hang.
+_SLOW_SETUP_S = 10.0
 
 
 def log_spaced_steps(limit: int) -> list[int]:
@@ -327,6 +331,8 @@ class LayerStats(keras.callbacks.Callback):
             return
         self._tapping = contextlib.ExitStack()
         self._tapping.enter_context(self._engine.tapping())
+        if not self._engine.trace_count:
+            self._tapping.enter_context(self._setup_note())
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         took = time.perf_counter() - self._batch_started
@@ -485,7 +491,8 @@ class LayerStats(keras.callbacks.Callback):
             return
         started = time.perf_counter()
         try:
-            result = self._engine(*self.probe)
+            with self._setup_note() if not self._engine.trace_count else contextlib.nullcontext():
+                result = self._engine(*self.probe)
         except Exception as error:  # noqa: BLE001 - the callback must never crash the fit
             # A trace that fails at the first measurement is a configuration error; op errors
             # come from the data (a diverging fit) and are no reason to stop measuring.
@@ -496,6 +503,27 @@ class LayerStats(keras.callbacks.Callback):
         if self._measurements:  # the first call traces
             self._measure_times.append(time.perf_counter() - started)
         self._take(step, result)
+
+    @contextlib.contextmanager
+    def _setup_note(self):
+        """Print one line if the block (a first measurement) takes longer than `_SLOW_SETUP_S`."""
+        engine = self._engine
+        layers = len({info.layer for info in engine.layers})
+        timer = threading.Timer(
+            _SLOW_SETUP_S,
+            print,
+            args=(
+                f"LayerStats: still preparing the measuring {type(engine).__name__.lower()} for "
+                f"{layers} layers after {_SLOW_SETUP_S:.0f} s (TensorFlow traces and optimizes it "
+                "once, about 0.2 CPU-s per layer on a small CPU); training goes on after it.",
+            ),
+        )
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
 
     def _take(self, step: int, result: ProbeResult) -> None:
         """Hand one measurement to the writer thread; stop training on NaN/Inf if asked."""

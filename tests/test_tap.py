@@ -260,3 +260,16 @@ def test_tap_under_mirrored_strategy_gives_the_global_batch():
         np.testing.assert_allclose(mirrored[key], values, rtol=1e-4, atol=1e-7, err_msg=key)
     for a, b in zip(mirrored_weights, single_weights, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["tap", "probe"])
+def test_a_slow_first_measurement_says_so(monkeypatch, capsys, mode):
+    from keras_initx import callbacks
+
+    monkeypatch.setattr(callbacks, "_SLOW_SETUP_S", 0.0)
+    x, y = _data()
+    probe = (x[:BATCH], y[:BATCH]) if mode == "probe" else None
+    _fit(_model(), [LayerStats(probe, every_n_steps=100)], epochs=1)
+    out = capsys.readouterr().out
+    assert out.count("LayerStats: still preparing the measuring") == 1
+    assert f"measuring {mode} for 4 layers" in out
