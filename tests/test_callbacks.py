@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import textwrap
+import time
 
 import keras
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from tbparse import SummaryReader
 
 from keras_initx.callbacks import LayerStats, log_spaced_steps
+from keras_initx.capture import Probe
 from keras_initx.sinks import COLUMNS
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -300,17 +302,36 @@ def test_one_callback_on_a_second_model_measures_it_from_step_zero(data):
 
 def test_writes_are_bounded_to_one_measurement_in_flight(data, tmp_path, monkeypatch):
     x, y = data
-    cb = LayerStats(probe=(x[:16], y[:16]), every_n_steps=1, log_dir=tmp_path, tensorboard=False)
-    in_flight = []
-    write = cb._write
+    made, behind = [], []
+    measure = Probe.__call__
 
-    def slow_write(*args):
-        in_flight.append(len([f for f in cb._pending if not f.done()]))
-        write(*args)
+    def counted(self, *args):
+        made.append(1)
+        return measure(self, *args)
 
-    monkeypatch.setattr(cb, "_write", slow_write)
+    class SlowSink:
+        """A user's sink that is slower than training: measurements queue up behind it."""
+
+        written = 0
+
+        def write(self, rows, histograms=None):
+            time.sleep(0.02)
+            self.written += 1
+            behind.append(len(made) - self.written)  # made but not yet written
+
+        def flush(self):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(Probe, "__call__", counted)
+    cb = LayerStats(
+        probe=(x[:16], y[:16]), every_n_steps=1, log_dir=tmp_path, tensorboard=False,
+        sinks=[SlowSink()],
+    )  # fmt: skip
     _model().fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[cb])
-    assert len(in_flight) == 17 and max(in_flight) <= 1
+    assert len(behind) == 17 and max(behind) <= 1
     csv = pd.read_csv(tmp_path / "layer_stats.csv")
     assert sorted(csv["step"].unique()) == list(range(17))
 
@@ -321,3 +342,28 @@ def test_initial_epoch_labels_the_first_rows(data):
     _model().fit(x, y, batch_size=16, epochs=3, initial_epoch=2, verbose=0, callbacks=[cb])
     frame = cb.to_dataframe()
     assert frame.groupby("step")["epoch"].unique().map(list).to_dict() == {0: [2], 2: [2], 4: [2]}
+
+
+def test_a_user_sink_gets_every_measurement(data):
+    x, y = data
+
+    class Forward:
+        """Forwards each measurement to another logger (here a list), as a user's sink would."""
+
+        def __init__(self):
+            self.frames, self.calls = [], []
+
+        def write(self, rows, histograms=None):
+            self.frames.append(rows)
+
+        def flush(self):
+            self.calls.append("flush")
+
+        def close(self):
+            self.calls.append("close")
+
+    sink = Forward()
+    cb = LayerStats(probe=(x[:16], y[:16]), every_n_steps=2, sinks=[sink])
+    _model().fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[cb])
+    pd.testing.assert_frame_equal(pd.concat(sink.frames, ignore_index=True), cb.to_dataframe())
+    assert sink.calls == ["flush", "flush", "close"]  # each epoch end, then the end of training
