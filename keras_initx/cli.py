@@ -295,9 +295,9 @@ def _demo(args: argparse.Namespace) -> int:
     history = pd.concat([r.history for r in runs], ignore_index=True)
     layer_stats = pd.concat([r.layer_stats for r in runs], ignore_index=True)
     symmetry = pd.concat([r.symmetry for r in runs], ignore_index=True)
+    # diagnose judges each run (initializer) on its own, at its first step.
+    findings.append(diagnose(layer_stats).assign(source="digits training, step 0"))
     for label, frame in layer_stats.groupby("initializer", sort=False):
-        found = diagnose(frame.drop(columns="initializer"))
-        findings.append(found.assign(initializer=label, source="digits training, step 0"))
         written.append(
             _png(
                 plots.plot_layer_heatmap(frame),

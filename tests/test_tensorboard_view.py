@@ -371,6 +371,8 @@ def test_findings_markdown_is_a_table():
     assert text.splitlines()[0] == "**Step 3: 1 finding(s).**"
     assert "| vanishing | m/d1 / activation | std 1e-5 \\| tiny | `glorot_uniform` |" in text
     assert "no initialization problems" in findings_markdown(findings.iloc[:0], step=0)
+    findings["suggestion"] = ""  # a nonfinite finding has no initializer to suggest
+    assert findings_markdown(findings, step=3).endswith("| std 1e-5 \\| tiny |  |")
 
 
 def test_compare_training_logs_hparams_per_run(tmp_path):

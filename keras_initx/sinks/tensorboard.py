@@ -185,7 +185,8 @@ def findings_markdown(findings: pd.DataFrame, step: int | None = None) -> str:
         parts = (getattr(row, "initializer", ""), row.layer, row.tensor)
         cell = " / ".join(str(p) for p in parts if not pd.isna(p) and str(p))
         message = str(row.message).replace("|", "\\|")
-        lines.append(f"| {row.kind} | {cell} | {message} | `{row.suggestion}` |")
+        suggestion = "" if pd.isna(row.suggestion) or not row.suggestion else f"`{row.suggestion}`"
+        lines.append(f"| {row.kind} | {cell} | {message} | {suggestion} |")
     return "\n".join(lines)
 
 
