@@ -441,6 +441,14 @@ class _Measurement:
         self.model = model
         self.spec = spec
         self.layers = find_layers(model, spec.layers, spec.layer_classes)
+        if not any(t in info.tensors for info in self.layers for t in spec.tensors):
+            provided = sorted({t for info in self.layers for t in info.tensors})
+            raise ValueError(
+                "Invalid value for argument `tensors`. "
+                f"Received: tensors={list(spec.tensors)}, which none of the selected layers "
+                f"{[info.path for info in self.layers][:5]} provides. Expected some of "
+                f"{provided}."
+            )
         self.tensors = spec.tensors
         self.stats = spec.stats
         self.saturation_threshold = spec.saturation_threshold

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_initx.capture import TENSORS, build_probe, find_layers
+from keras_initx.capture import TENSORS, build_probe, build_tap, find_layers
 from keras_initx.validation import input_mismatch
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -381,3 +381,12 @@ def test_kernel_initializer_is_the_registered_name():
     rows = result_rows(build_probe(model, tensors=["activation", "kernel"])(x), step=0)
     by_layer = rows.groupby("layer")["kernel_initializer"].unique().map(list).to_dict()
     assert by_layer == {path: [name] for path, name in names.items()}
+
+
+def test_tensors_no_selected_layer_provides_fail_early():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.BatchNormalization(name="bn")])
+    model.compile("sgd", "mse")
+    with pytest.raises(ValueError, match=r"tensors=\['kernel_grad'\], which none of the selected"):
+        build_probe(model, ["kernel_grad"])
+    with pytest.raises(ValueError, match=r"Expected some of \['activation', 'activation_grad'"):
+        build_tap(model, ["kernel_grad"])

@@ -55,9 +55,14 @@ def _fit(model, callbacks=(), epochs=2):
 
 def _assert_same_training(plain, tapped, plain_history, tapped_history):
     for a, b in zip(plain.get_weights(), tapped.get_weights(), strict=True):
-        np.testing.assert_array_equal(a, b)  # bit-identical, BatchNormalization statistics too
+        np.testing.assert_array_equal(a, b)  # bit-identical, BatchNormalization's too
     assert int(plain.optimizer.iterations) == int(tapped.optimizer.iterations)
     assert plain_history.history == tapped_history.history
+
+
+def _largest_difference(a, b):
+    pairs = zip(a.get_weights(), b.get_weights(), strict=True)
+    return max(float(np.abs(u - v).max()) for u, v in pairs)
 
 
 @pytest.mark.parametrize(
@@ -273,3 +278,96 @@ def test_a_slow_first_measurement_says_so(monkeypatch, capsys, mode):
     out = capsys.readouterr().out
     assert out.count("LayerStats: still preparing the measuring") == 1
     assert f"measuring {mode} for 4 layers" in out
+
+
+def _text_model():
+    inputs = keras.Input((12,), dtype="int32")
+    h = keras.layers.Embedding(50, 16, name="embed")(inputs)
+    h = keras.layers.Bidirectional(keras.layers.LSTM(8, return_sequences=True), name="bilstm")(h)
+    h = keras.layers.GRU(8, name="gru")(h)
+    outputs = keras.layers.Dense(3, activation="softmax", name="out")(h)
+    return keras.Model(inputs, outputs, name="text"), lambda rng: rng.integers(0, 50, (64, 12))
+
+
+def _attention_model():
+    inputs = keras.Input((10, 16))
+    attended = keras.layers.MultiHeadAttention(2, 8, dropout=0.1, name="mha")(inputs, inputs)
+    h = keras.layers.LayerNormalization(name="norm")(keras.layers.Add()([inputs, attended]))
+    h = keras.layers.Dense(32, activation="gelu", name="ff")(h)
+    h = keras.layers.GlobalAveragePooling1D()(h)
+    outputs = keras.layers.Dense(3, activation="softmax", name="out")(h)
+    return keras.Model(inputs, outputs, name="attention"), lambda rng: rng.normal(
+        size=(64, 10, 16)
+    ).astype("float32")
+
+
+def _residual_cnn():
+    inputs = keras.Input((12, 12, 3))
+    h = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="stem")(inputs)
+    branch = keras.layers.Conv2D(8, 3, padding="same", use_bias=False, name="conv")(h)
+    branch = keras.layers.BatchNormalization(name="bn")(branch)
+    h = keras.layers.ReLU(name="relu")(keras.layers.Add(name="add")([h, branch]))
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    outputs = keras.layers.Dense(3, activation="softmax", name="out")(h)
+    return keras.Model(inputs, outputs, name="cnn"), lambda rng: rng.normal(
+        size=(64, 12, 12, 3)
+    ).astype("float32")
+
+
+def _mobilenet():
+    model = keras.applications.MobileNetV2(
+        input_shape=(96, 96, 3), weights=None, classes=3, alpha=0.35
+    )
+    return model, lambda rng: rng.normal(size=(16, 96, 96, 3)).astype("float32")
+
+
+@pytest.mark.parametrize(
+    ("build", "exact"),
+    [
+        (_text_model, True),
+        (_attention_model, True),
+        # TensorFlow's arithmetic optimizer regroups `BN(x) + h` (x * inv + c + h) only when
+        # nothing else reads BN's output: reading it for the statistics keeps the plain sum,
+        # which rounds differently in the last bit. Such a difference is held to what running
+        # the same fit eagerly (Keras' own run_eagerly=True) makes.
+        (_residual_cnn, False),
+        pytest.param(_mobilenet, False, marks=pytest.mark.slow),
+    ],
+    ids=["embedding_lstm_gru", "attention", "residual_bn_cnn", "mobilenet_v2"],
+)
+def test_tap_on_models_users_train(build, exact):
+    """RNNs, attention, residual BN CNNs: the same training, and rows for every layer kind."""
+
+    def run(callbacks, run_eagerly=False):
+        keras.utils.set_random_seed(0)
+        model, draw = build()
+        model.compile(
+            keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy", run_eagerly=run_eagerly
+        )
+        rng = np.random.default_rng(0)
+        x = draw(rng)
+        y = rng.integers(0, 3, len(x))
+        history = model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0,
+                            callbacks=callbacks)  # fmt: skip
+        return model, history
+
+    plain, plain_history = run([])
+    stats = LayerStats(every_n_steps=3)
+    tapped, tapped_history = run([stats])
+    if exact:
+        _assert_same_training(plain, tapped, plain_history, tapped_history)
+    else:
+        eager, _ = run([], run_eagerly=True)
+        bound = max(2 * _largest_difference(plain, eager), 1e-6)
+        assert _largest_difference(plain, tapped) <= bound
+    frame = stats.to_dataframe()
+    assert stats.engine.trace_count == 1
+    assert frame.groupby("step").size().nunique() == 1
+    step0 = frame[frame["step"] == 0]
+    finite = step0.dropna(subset=["std"])
+    assert len(finite) == len(step0) and (finite["nan_count"] == 0).all()
+    measured = set(step0["layer"])
+    # Every layer the engine selected has rows, and every layer below the output a gradient.
+    assert measured == {info.path for info in stats.engine.layers}
+    grads = step0[step0["tensor"] == "activation_grad"]
+    assert len(grads) >= len(measured) - 1
