@@ -277,12 +277,8 @@ class LayerStats(keras.callbacks.Callback):
         self._last_measured: int | None = None
         self._broken = False
         self._viewed_step: int | None = None
-        self._started = 0.0
-        self._plain_times: collections.deque = collections.deque(maxlen=_PLAIN_TIMINGS)
-        self._measure_times: collections.deque = collections.deque(maxlen=_MEASURED_TIMINGS)
-        self._write_times: collections.deque = collections.deque(maxlen=_MEASURED_TIMINGS)
-        self._measurements = 0
-        self._interval = 1
+        self._cost = _CostMeter(self.mode, max_overhead)
+        self._batch_started = 0.0
 
     # -- Keras hooks -------------------------------------------------------------------------
 
@@ -305,7 +301,7 @@ class LayerStats(keras.callbacks.Callback):
                 self.log_dir, self._engine.stats, detail=self.tensorboard
             )
         self._broken = False
-        self._started = time.perf_counter()
+        self._cost.started = time.perf_counter()
         # Keras tells callbacks the first epoch (`initial_epoch`) only in on_epoch_begin, still
         # before any update: the initialization is measured there (by a probe) or at the first
         # training step (by the tap).
@@ -347,8 +343,8 @@ class LayerStats(keras.callbacks.Callback):
             self._tapping = None
             result = self._engine.result
             if result is not None:
-                if self._engine.trace_count and self._measurements:  # not the trace
-                    self._measure_times.append(took)
+                if self._cost.measurements:  # not the first, which traced
+                    self._cost.measured.append(took)
                 self._take(self._tap_step, result)
                 self._next_step = self._schedule_after(
                     self._tap_step + self.model.steps_per_execution - 1
@@ -357,7 +353,7 @@ class LayerStats(keras.callbacks.Callback):
                     self._initial_pending = False
                     self._after_initial()
             return
-        self._plain_times.append(took)
+        self._cost.plain.append(took)
         if self.mode == "probe" and self._step >= self._next_step:
             # Batch counting overshoots when steps_per_execution does not divide an epoch:
             # the label is the optimizer's own count.
@@ -409,33 +405,16 @@ class LayerStats(keras.callbacks.Callback):
 
         Returns:
             `mode`; `measurements` so far; `plain_step_s`, the median time of a fit call
-            without a measurement (one `steps_per_execution` group); `measure_s`, the median
-            extra time of a measurement (tap: a tapped call less a plain one; probe: the probe
-            call), its first (tracing) one left out; `cost_in_steps` = `measure_s` /
-            `plain_step_s`; `write_s`, the median time the writer thread spent on one
-            measurement (rows and sinks); `cost_in_steps` = (`measure_s` + `write_s`) /
-            `plain_step_s`; `interval`, the spacing in steps the budget asks for (1 without
-            `max_overhead`); `overhead`, the measured fraction of training time spent
-            measuring so far (NaN before there are timings).
+            without a measurement (one `steps_per_execution` group; NaN before three);
+            `measure_s`, the median extra time of a measurement on the training thread (tap: a
+            tapped call less a plain one; probe: the probe call), the first (tracing) one left
+            out; `write_s`, the median time the writer thread spent on one measurement (rows
+            and sinks); `cost_in_steps` = (`measure_s` + `write_s`) / `plain_step_s`;
+            `interval`, the spacing in steps the budget asks for (1 without `max_overhead`);
+            `max_overhead`; `overhead`, the estimated fraction of training time spent
+            measuring so far.
         """
-        plain = _median(self._plain_times, _MIN_TIMINGS)
-        measured = _median(self._measure_times, 1)
-        extra = max(measured - plain, 0.0) if self.mode == "tap" else measured
-        # The writer thread's time counts in full: on a machine without a spare core it is
-        # taken from training (it lands on the plain steps after a measurement).
-        cost = extra + _median(self._write_times, 1)
-        elapsed = time.perf_counter() - self._started if self._started else math.nan
-        return {
-            "mode": self.mode,
-            "measurements": self._measurements,
-            "plain_step_s": plain,
-            "measure_s": extra,
-            "write_s": _median(self._write_times, 1),
-            "cost_in_steps": cost / plain if plain > 0 else math.nan,
-            "interval": self._interval,
-            "max_overhead": self.max_overhead,
-            "overhead": cost * self._measurements / elapsed if elapsed > 0 else math.nan,
-        }
+        return self._cost.report()
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -476,10 +455,7 @@ class LayerStats(keras.callbacks.Callback):
         )
         if self.max_overhead is None or step < _DENSE_START:
             return after
-        steps = self.cost_report()["cost_in_steps"] * self.model.steps_per_execution
-        if math.isfinite(steps):
-            self._interval = max(1, math.ceil(steps / self.max_overhead))
-        return max(after, step + self._interval)
+        return max(after, step + self._cost.interval_for(self.model.steps_per_execution))
 
     def _iterations(self) -> int:
         return int(self.model.optimizer.iterations.numpy())
@@ -500,8 +476,8 @@ class LayerStats(keras.callbacks.Callback):
                 raise
             self._warn_failure(step, error)
             return
-        if self._measurements:  # the first call traces
-            self._measure_times.append(time.perf_counter() - started)
+        if self._cost.measurements:  # the first call traces
+            self._cost.measured.append(time.perf_counter() - started)
         self._take(step, result)
 
     @contextlib.contextmanager
@@ -528,7 +504,7 @@ class LayerStats(keras.callbacks.Callback):
     def _take(self, step: int, result: ProbeResult) -> None:
         """Hand one measurement to the writer thread; stop training on NaN/Inf if asked."""
         self._last_measured = step
-        self._measurements += 1
+        self._cost.measurements += 1
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="LayerStats")
         # Back-pressure: one measurement in flight at most, so memory stays bounded and a killed
@@ -558,7 +534,7 @@ class LayerStats(keras.callbacks.Callback):
         rows = result_rows(result, step, epoch)
         for sink in self._sinks():
             sink.write(rows, result.histograms)
-        self._write_times.append(time.perf_counter() - started)
+        self._cost.writes.append(time.perf_counter() - started)
 
     def _latest_findings(self) -> tuple[pd.DataFrame, int, pd.DataFrame] | None:
         """`(frame, latest step, diagnose's findings at that step)`; None before any row."""
@@ -626,6 +602,53 @@ class LayerStats(keras.callbacks.Callback):
         # Take the directory now, not at the first write: a second live LayerStats on it is
         # refused here, before training, instead of interleaving rows (see sinks.frame).
         self._frame.open()
+
+
+class _CostMeter:
+    """The timings behind `LayerStats.cost_report()` and the budget's spacing.
+
+    `plain`: recent fit calls without a measurement; `measured`: calls with one (or probe
+    calls), the first left out; `writes`: the writer thread's time per measurement.
+    """
+
+    def __init__(self, mode: str, max_overhead: float | None) -> None:
+        self.mode = mode
+        self.max_overhead = max_overhead
+        self.started = time.perf_counter()
+        self.plain: collections.deque = collections.deque(maxlen=_PLAIN_TIMINGS)
+        self.measured: collections.deque = collections.deque(maxlen=_MEASURED_TIMINGS)
+        self.writes: collections.deque = collections.deque(maxlen=_MEASURED_TIMINGS)
+        self.measurements = 0
+        self.interval = 1
+
+    def report(self) -> dict[str, Any]:
+        plain = _median(self.plain, _MIN_TIMINGS)
+        measured = _median(self.measured, 1)
+        extra = max(measured - plain, 0.0) if self.mode == "tap" else measured
+        write = _median(self.writes, 1)
+        # The writer thread's time counts in full: on a machine without a spare core it is
+        # taken from training (it lands on the plain steps after a measurement).
+        cost = extra + write
+        elapsed = time.perf_counter() - self.started
+        return {
+            "mode": self.mode,
+            "measurements": self.measurements,
+            "plain_step_s": plain,
+            "measure_s": extra,
+            "write_s": write,
+            "cost_in_steps": cost / plain if plain > 0 else math.nan,
+            "interval": self.interval,
+            "max_overhead": self.max_overhead,
+            "overhead": cost * self.measurements / elapsed if elapsed > 0 else math.nan,
+        }
+
+    def interval_for(self, steps_per_execution: int) -> int:
+        """Steps between measurements that keep their cost within `max_overhead` (the last
+        interval while the timings are too few to tell)."""
+        steps = self.report()["cost_in_steps"] * steps_per_execution
+        if math.isfinite(steps):
+            self.interval = max(1, math.ceil(steps / self.max_overhead))
+        return self.interval
 
 
 def _median(times: collections.deque, least: int) -> float:
