@@ -267,7 +267,6 @@ class LayerStats(keras.callbacks.Callback):
         self._tensorboard: TensorBoardSink | None = None
         self._engine: Probe | Tap | None = None
         self._tapping: contextlib.ExitStack | None = None
-        self._tap_step = 0
         self._failures: set[str] = set()
         self._initial_pending = False
         self._step = 0
@@ -319,11 +318,13 @@ class LayerStats(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
         # Called every step: integer arithmetic and a clock read unless a measurement is due.
         self._batch_started = time.perf_counter()
-        last = self._epoch_base + batch + self.model.steps_per_execution - 1
+        # The group's first optimizer step, counted; the tap returns the exact one with its
+        # statistics (read in its compiled function: a host read here waits on the writer's GIL).
+        first = self._epoch_base + batch
+        last = first + self.model.steps_per_execution - 1
         if self.mode != "tap" or self._broken or last < self._next_step:
             return
-        self._tap_step = self._iterations()
-        if self._tap_step == self._last_measured:
+        if first == self._last_measured:
             return
         self._tapping = contextlib.ExitStack()
         self._tapping.enter_context(self._engine.tapping())
@@ -345,10 +346,9 @@ class LayerStats(keras.callbacks.Callback):
             if result is not None:
                 if self._cost.measurements:  # not the first, which traced
                     self._cost.measured.append(took)
-                self._take(self._tap_step, result)
-                self._next_step = self._schedule_after(
-                    self._tap_step + self.model.steps_per_execution - 1
-                )
+                step = self._engine.step
+                self._take(step, result)
+                self._next_step = self._schedule_after(step + self.model.steps_per_execution - 1)
                 if self._initial_pending:
                     self._initial_pending = False
                     self._after_initial()
