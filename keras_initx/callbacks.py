@@ -326,6 +326,7 @@ class LayerStats(keras.callbacks.Callback):
             return
         if first == self._last_measured:
             return
+        self._end_tapping()  # a tapped call that met the end of the data had no batch end
         self._tapping = contextlib.ExitStack()
         self._tapping.enter_context(self._engine.tapping())
         if not self._engine.trace_count:
@@ -340,8 +341,7 @@ class LayerStats(keras.callbacks.Callback):
                 print(f"LayerStats: step {self._step}: loss is {loss}, terminating training")
                 self.model.stop_training = True
         if self._tapping is not None:
-            self._tapping.close()
-            self._tapping = None
+            self._end_tapping()
             result = self._engine.result
             if result is not None:
                 if self._cost.measurements:  # not the first, which traced
@@ -362,6 +362,7 @@ class LayerStats(keras.callbacks.Callback):
                 self._measure_probe()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self._end_tapping()
         if self.measure_on_epoch_end and self._last_measured != self._step:
             self._measure_probe()
         self._collect_writes(wait=True)
@@ -372,9 +373,7 @@ class LayerStats(keras.callbacks.Callback):
             self._tensorboard.write_cost(self.cost_report(), self._iterations())
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        if self._tapping is not None:  # training stopped inside a tapped call
-            self._tapping.close()
-            self._tapping = None
+        self._end_tapping()  # training stopped inside a tapped call
         self._collect_writes(wait=True)
         if self._writer is not None:
             self._writer.shutdown()
@@ -456,6 +455,13 @@ class LayerStats(keras.callbacks.Callback):
         if self.max_overhead is None or step < _DENSE_START:
             return after
         return max(after, step + self._cost.interval_for(self.model.steps_per_execution))
+
+    def _end_tapping(self) -> None:
+        """Put Keras' train function back (if the tapped call did not) and stop the setup
+        note."""
+        if self._tapping is not None:
+            self._tapping.close()
+            self._tapping = None
 
     def _iterations(self) -> int:
         return int(self.model.optimizer.iterations.numpy())

@@ -371,3 +371,21 @@ def test_tap_on_models_users_train(build, exact):
     assert measured == {info.path for info in stats.engine.layers}
     grads = step0[step0["tensor"] == "activation_grad"]
     assert len(grads) >= len(measured) - 1
+
+
+def test_tap_with_tf_data_of_unknown_length_and_run_eagerly():
+    import tensorflow as tf
+
+    x, y = _data()
+    # filter() hides the length: Keras learns the end of an epoch from the iterator running out.
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH).filter(lambda a, b: True)
+    for run_eagerly in (False, True):
+        plain = _model(run_eagerly=run_eagerly)
+        plain_history = plain.fit(dataset, epochs=2, verbose=0)
+        tapped = _model(run_eagerly=run_eagerly)
+        stats = LayerStats(every_n_steps=7)  # step 7 is where the first epoch's data ends
+        tapped_history = tapped.fit(dataset, epochs=2, verbose=0, callbacks=[stats])
+        _assert_same_training(plain, tapped, plain_history, tapped_history)
+        assert sorted(stats.to_dataframe()["step"].unique()) == [0, 7]
+        # Keras' own train function is back in place after the fit.
+        assert "Tap.tapping" not in tapped.train_function.__qualname__
