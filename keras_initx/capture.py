@@ -759,7 +759,9 @@ class Tap(_Measurement):
             return plain(iterator)  # not a tf.data iterator: nothing to take a batch from
         optional = iterator.get_next_as_optional()
         if not optional.has_value():
-            raise StopIteration  # the end of the data, as Keras' own function says it
+            # The end of the data: Keras' own function ends the epoch as it always does (with
+            # a length unknown to tf.data it still counts an optimizer iteration there).
+            return plain(iterator)
         data = optional.get_value()
         signature = tf.nest.map_structure(
             lambda t: (tuple(t.shape), t.dtype), data, expand_composites=True
