@@ -368,15 +368,16 @@ class TensorBoardSink:
         self._root().flush()
 
     def write_cost(self, report: Mapping[str, Any], step: int) -> None:
-        """`LayerStats.cost_report()` as scalars `cost/<key>` (the numbers) and a text `cost`
-        in the `layer_stats` run at `step`."""
-        numbers = {k: v for k, v in report.items() if isinstance(v, int | float) and v is not None}
+        """`LayerStats.cost_report()` as scalars `cost/<key>` (what changes during a fit) and a
+        text table `cost` in the `layer_stats` run at `step`."""
         with self._root().as_default():
-            for key, value in numbers.items():
-                if math.isfinite(value):
+            for key, value in report.items():
+                changes = key not in ("mode", "max_overhead")
+                if changes and isinstance(value, int | float) and math.isfinite(value):
                     tf.summary.scalar(f"cost/{key}", value, step=step)
-            table = "\n".join(f"| {k} | {v} |" for k, v in report.items())
-            tf.summary.text("cost", f"| | |\n|---|---|\n{table}", step=step)
+            shown = {k: f"{v:.4g}" if isinstance(v, float) else v for k, v in report.items()}
+            table = "\n".join(f"| {k} | {v} |" for k, v in shown.items())
+            tf.summary.text("cost", f"| measuring cost | |\n|---|---|\n{table}", step=step)
         self._root().flush()
 
     def flush(self) -> None:
