@@ -324,7 +324,7 @@ class LayerStats(keras.callbacks.Callback):
         last = first + self.model.steps_per_execution - 1
         if self.mode != "tap" or self._broken or last < self._next_step:
             return
-        if first == self._last_measured:
+        if first == self._last_measured:  # never a step twice (a second fit goes on counting)
             return
         self._end_tapping()  # a tapped call that met the end of the data had no batch end
         self._tapping = contextlib.ExitStack()

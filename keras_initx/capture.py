@@ -451,9 +451,6 @@ class _Measurement:
             )
         self.tensors = spec.tensors
         self.stats = spec.stats
-        self.saturation_threshold = spec.saturation_threshold
-        self.histogram_bins = spec.histogram_bins
-        self.histograms = spec.histograms
         self.rows: list[tuple[LayerInfo, str]] | None = None
         self.trace_count = 0
 
@@ -498,11 +495,8 @@ class _Measurement:
                     rows.append((call_info, tensor))
         return rows
 
-    def _weight_variables(self) -> list[keras.Variable]:
-        """The variables whose values or gradients some requested tensor reads."""
-        names = {t.removesuffix("_grad") for t in self.tensors} & {"kernel", "recurrent_kernel"}
-        if "bias_grad" in self.tensors:
-            names.add("bias")
+    def _weight_variables(self, names: set[str]) -> list[keras.Variable]:
+        """The selected layers' variables named in `names` (`_WEIGHT_ATTRIBUTES`), each once."""
         found = {}
         for info in self.layers:
             for name in names:
@@ -510,6 +504,13 @@ class _Measurement:
                 if variable is not None:
                     found[id(variable)] = variable
         return list(found.values())
+
+    def _weight_values(self) -> dict[int, tf.Tensor]:
+        """The values of the weights the `kernel`/`recurrent_kernel` rows read, by variable id,
+        read here: `value` is the variable itself, read where it is used, which in a training
+        step would be after the update."""
+        names = {"kernel", "recurrent_kernel"} & set(self.tensors)
+        return {id(v): tf.identity(v.value) for v in self._weight_variables(names)}
 
     def _reduce(self, rows, tensors):
         bounds, units = [], []
@@ -520,11 +521,11 @@ class _Measurement:
         return reduce_tensors(
             tensors,
             self.stats,
-            bins=self.histogram_bins,
+            bins=self.spec.histogram_bins,
             bounds=bounds,
-            saturation_threshold=self.saturation_threshold,
+            saturation_threshold=self.spec.saturation_threshold,
             units=units,
-            with_histograms=self.histograms,
+            with_histograms=self.spec.histograms,
         )
 
 
@@ -661,7 +662,8 @@ class Probe(_Measurement):
             y_pred = model(x, training=self.training)
             loss = self._loss(x, y, y_pred, sample_weight) if self.needs_labels else None
         rows = self._rows_of(recorded)
-        variables = self._weight_variables()
+        graded = {t.removesuffix("_grad") for t in GRADIENT_TENSORS & set(self.tensors)}
+        variables = self._weight_variables(graded & _WEIGHT_ATTRIBUTES.keys())
         weight_grads = {}
         if self.needs_labels:
             # Asking for the recorded tensors' gradients too takes the backward pass through
@@ -669,8 +671,7 @@ class Probe(_Measurement):
             sources = [*variables, *(t for t in recorded.tensors.values() if t.dtype.is_floating)]
             grads = tape.gradient(loss, sources)
             weight_grads = {id(v): g for v, g in zip(variables, grads, strict=False)}
-        weights = {id(v): v.value for v in variables}
-        rows, tensors = _row_tensors(rows, recorded, weights, weight_grads)
+        rows, tensors = _row_tensors(rows, recorded, self._weight_values(), weight_grads)
         self._set_rows(rows)
         restores = [v.assign(value) for v, value in saved]
         with tf.control_dependencies(restores):
@@ -828,18 +829,11 @@ class Tap(_Measurement):
         data = tf.nest.map_structure(
             lambda v: None if isinstance(v, tf.experimental.Optional) else v, data
         )
-        valued = {t for t in self.tensors if t in ("kernel", "recurrent_kernel")}
-        weights = {
-            # Read now, before the update (`value` is the variable itself, read when used).
-            id(v): tf.identity(v.value)
-            for info in self.layers
-            for name in valued
-            if (v := info.variable(name)) is not None
-        }
+        weights = self._weight_values()  # before the update
         scale = self.model.optimizer.scale_loss(1.0)  # before the step may change it
         logs = self.model.train_step(data)
         recorded = recorders.current()
-        preactivation_grads(recorded)
+        _preactivation_grads(recorded)
         rows, tensors = _row_tensors(self._rows_of(recorded), recorded, weights, recorded.applied)
         self._set_rows(rows)
         if not (isinstance(scale, float) and scale == 1.0):
@@ -1021,7 +1015,7 @@ def recording(
 
     The pre-activation of a layer whose activation is named in `beside` is recorded from a
     second evaluation of the layer on the same inputs and weights, so that the model's own
-    computation stays as it is (no gradient flows through the copy: `preactivation_grads`
+    computation stays as it is (no gradient flows through the copy: `_preactivation_grads`
     derives it from the output's gradient).
 
     Every wrapper is an instance attribute removed on exit, whatever happens: each undo is
@@ -1073,7 +1067,7 @@ def _preactivation(layer: keras.layers.Layer, call: Callable, args, kwargs) -> t
     return seen[0]
 
 
-def preactivation_grads(recorded: _Recorded) -> None:
+def _preactivation_grads(recorded: _Recorded) -> None:
     """Fill the gradients of pre-activations recorded beside the training path: the
     activation's vector-Jacobian product with the gradient of the layer's output."""
     for (layer, call, kind), z in list(recorded.tensors.items()):
